@@ -1,0 +1,215 @@
+"""Layers of the transformer as modules: Linear (full precision or binarized), LayerNorm, GELU, MLP,
+PatchEmbed.
+
+Legend: B batch, N tokens, D embed, F MLP hidden, C channels, P patch.
+
+A binarized linear layer *is* the float layer with quantizers plugged in (as larq's ``QuantDense``):
+
+    x_b = Q_act(x)                      type-B (sign, Eq. 4) or type-A (round/clip, Eq. 3)
+    W_b = alpha_w * sign(W - mean W)    Eqs. 1, 2, 4; identity STE, Eq. 6
+    out = x_b @ W_b.T + b
+
+With both quantizers off (the default), ``forward`` is exactly ``linear_forward``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from .. import quant as Q
+from .._validate import check_choice
+from ..quant.ste import surrogate_active
+from .init import trunc_normal
+from .module import Module
+
+SCALE_FLOOR = 1e-5  # every learnable scale enters the forward pass as max(s, SCALE_FLOOR)
+
+ACT_MODES = (None, "learnable", "baseline")
+
+
+class Linear(Module):
+    """``out = x @ W.T + b`` with optional weight and input-activation binarization.
+
+    Parameters: ``W (F, D)``, ``b (F,)``; in the learnable activation mode also ``act_alpha ()``
+    (scalar scale) and ``act_bias (D,)`` (per-feature translation).
+
+    Quantization state (set by ``set_quant``; the model's ``set_precision`` drives it):
+        binarize_weights: W -> W_b (Eqs. 1, 2, 4), dW = dW_b (Eq. 6).
+        act_mode: None (full precision input), "learnable" (GSB: learnable scale and bias, Eqs. 4-5 /
+            CONVENTIONS type-A/B) or "baseline" (Eqs. 1-2 statistics, no parameters).
+        act_type: "B" (sign; inputs of qkv, proj, fc1) or "A" (round/clip; input of fc2), fixed by the
+            layer's position; ``act_rule="sign"`` forces sign on a type-A position (Table V).
+    The learnable scale is initialised on the first batch it sees (2 mean|x| for type-B, 4 mean|x| for
+    type-A) and flagged in the buffer ``act_initialized`` so it never happens again, also not after a
+    checkpoint load.
+    """
+
+    no_decay_params = ("b", "act_alpha", "act_bias")
+
+    def __init__(self, in_features: int, out_features: int, *, rng: np.random.Generator,
+                 dtype=np.float32, bias: bool = True, act_type: str = "B"):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.dtype = np.dtype(dtype)
+        self.add_param("W", trunc_normal(rng, (out_features, in_features), dtype=dtype))
+        if bias:
+            self.add_param("b", np.zeros(out_features, dtype=dtype))
+        self.act_type = check_choice(act_type, ("A", "B"), "act_type")
+        self.binarize_weights = False
+        self.act_mode = None
+        self.act_rule = "paper"
+        self.scale_grad = "mean"
+        self._cache = None
+
+    def set_quant(self, *, weights: bool, act_mode: str | None, act_rule: str = "paper",
+                  scale_grad: str = "mean") -> None:
+        """Switch the quantizers. Creates the learnable activation parameters on first use."""
+        check_choice(act_mode, ACT_MODES, "act_mode")
+        self.act_rule = check_choice(act_rule, ("paper", "sign"), "act_rule")
+        self.scale_grad = check_choice(scale_grad, ("mean", "sqrt", "sum"), "scale_grad")
+        self.binarize_weights = bool(weights)
+        self.act_mode = act_mode
+        if act_mode == "learnable" and "act_alpha" not in self._params:
+            self.add_param("act_alpha", np.ones((), dtype=self.dtype))
+            self.add_param("act_bias", np.zeros(self.in_features, dtype=self.dtype))
+            self._buffers["act_initialized"] = np.zeros((), dtype=np.uint8)
+
+    @property
+    def _sign_input(self) -> bool:
+        return self.act_type == "B" or self.act_rule == "sign"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """x: (..., D) -> (..., F)."""
+        p = self._params
+        acache = wcache = None
+        if self.act_mode == "learnable":
+            if not self._buffers["act_initialized"] and not surrogate_active():
+                init = Q.act_sign_init(x) if self._sign_input else Q.act_round_init(x)
+                p["act_alpha"][...] = max(init, SCALE_FLOOR)
+                self._buffers["act_initialized"][...] = 1
+            alpha = max(float(p["act_alpha"]), SCALE_FLOOR)
+            fwd = Q.act_sign_forward if self._sign_input else Q.act_round_forward
+            x, acache = fwd(x, alpha, p["act_bias"], scale_grad=self.scale_grad)
+        elif self.act_mode == "baseline":
+            fwd = Q.baseline_act_sign_forward if self._sign_input else Q.baseline_act_round_forward
+            x, acache = fwd(x)
+        W = p["W"]
+        if self.binarize_weights:
+            W, wcache = Q.weight_binarize_forward(W)
+        out, lcache = F.linear_forward(x, W, p.get("b"))
+        self._cache = (lcache, acache, wcache)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """dout: (..., F) -> dx (..., D); fills grads of W, b (and act_alpha, act_bias)."""
+        lcache, acache, wcache = self._cache
+        dx, dW, db = F.linear_backward(dout, lcache)
+        self._grads["W"] = Q.weight_binarize_backward(dW, wcache) if wcache is not None else dW
+        if db is not None:
+            self._grads["b"] = db
+        if self.act_mode == "learnable":
+            bwd = Q.act_sign_backward if self._sign_input else Q.act_round_backward
+            dx, dalpha, dbias = bwd(dx, acache)
+            # max(alpha, floor) passes the gradient straight through (CONVENTIONS, positivity).
+            self._grads["act_alpha"] = np.asarray(dalpha, dtype=self.dtype).reshape(())
+            self._grads["act_bias"] = dbias.astype(self.dtype, copy=False)
+        elif self.act_mode == "baseline":
+            bwd = Q.baseline_act_sign_backward if self._sign_input else Q.baseline_act_round_backward
+            dx = bwd(dx, acache)
+        return dx
+
+
+class LayerNorm(Module):
+    """LayerNorm over the last axis, eps 1e-6. Parameters ``weight (D,)`` (ones), ``bias (D,)``."""
+
+    no_decay_params = ("weight", "bias")
+
+    def __init__(self, dim: int, *, dtype=np.float32, eps: float = F.LN_EPS):
+        super().__init__()
+        self.eps = eps
+        self.add_param("weight", np.ones(dim, dtype=dtype))
+        self.add_param("bias", np.zeros(dim, dtype=dtype))
+
+    def forward(self, x):
+        y, self._cache = F.layernorm_forward(x, self._params["weight"], self._params["bias"], self.eps)
+        return y
+
+    def backward(self, dout):
+        dx, self._grads["weight"], self._grads["bias"] = F.layernorm_backward(dout, self._cache)
+        return dx
+
+
+class GELU(Module):
+    """Exact GELU, no parameters."""
+
+    def forward(self, x):
+        y, self._cache = F.gelu_forward(x)
+        return y
+
+    def backward(self, dout):
+        return F.gelu_backward(dout, self._cache)
+
+
+class Dropout(Module):
+    """Inverted dropout drawing its mask from the shared ``rng`` (identity in eval mode)."""
+
+    def __init__(self, p: float, rng: np.random.Generator):
+        super().__init__()
+        self.p, self.rng = float(p), rng
+
+    def forward(self, x):
+        y, self._cache = F.dropout_forward(x, self.p, self.rng, self.training)
+        return y
+
+    def backward(self, dout):
+        return F.dropout_backward(dout, self._cache)
+
+
+class MLP(Module):
+    """``fc2(drop(GELU(fc1(x))))`` then dropout: (B, N, D) -> (B, N, D) through F hidden units.
+
+    fc1's input is type-B (after LayerNorm), fc2's input is type-A (after GELU, mostly >= 0).
+    """
+
+    def __init__(self, dim: int, hidden: int, *, rng: np.random.Generator, dtype=np.float32,
+                 drop: float = 0.0):
+        super().__init__()
+        self.fc1 = self.add_module("fc1", Linear(dim, hidden, rng=rng, dtype=dtype, act_type="B"))
+        self.act = self.add_module("act", GELU())
+        self.drop1 = self.add_module("drop1", Dropout(drop, rng))
+        self.fc2 = self.add_module("fc2", Linear(hidden, dim, rng=rng, dtype=dtype, act_type="A"))
+        self.drop2 = self.add_module("drop2", Dropout(drop, rng))
+
+    def forward(self, x):
+        h = self.drop1(self.act(self.fc1(x)))  # (B, N, F)
+        return self.drop2(self.fc2(h))
+
+    def backward(self, dout):
+        dh = self.fc2.backward(self.drop2.backward(dout))
+        return self.fc1.backward(self.act.backward(self.drop1.backward(dh)))
+
+
+class PatchEmbed(Module):
+    """(B, C, H, W) -> (B, N, D) by a stride-P "convolution": kernel ``W (D, C, P, P)``, bias ``b (D,)``.
+
+    Stays full precision in every stage (CONVENTIONS: patch embedding and heads are not binarized).
+    """
+
+    no_decay_params = ("b",)
+
+    def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int, *,
+                 rng: np.random.Generator, dtype=np.float32):
+        super().__init__()
+        self.patch_size = patch_size
+        self.num_patches = (img_size // patch_size) ** 2
+        self.add_param("W", trunc_normal(rng, (embed_dim, in_chans, patch_size, patch_size), dtype=dtype))
+        self.add_param("b", np.zeros(embed_dim, dtype=dtype))
+
+    def forward(self, x):
+        y, self._cache = F.patch_embed_forward(x, self._params["W"], self._params["b"], self.patch_size)
+        return y
+
+    def backward(self, dout):
+        dx, self._grads["W"], self._grads["b"] = F.patch_embed_backward(dout, self._cache)
+        return dx

@@ -1,0 +1,190 @@
+"""The ``Module`` base: parameters, gradients, children, train/eval, state dicts.
+
+A module owns ``_params`` and ``_grads`` (same keys, local names such as ``W``), ``_buffers``
+(non-trained state saved with the model, e.g. "scales initialised" flags) and child modules.
+``params`` / ``grads`` / ``state_dict()`` present the whole tree as flat dicts keyed by dotted names
+(``blocks.3.attn.qkv.W``). The arrays in ``params`` *are* the module's arrays: optimizers update them in
+place and ``load_state_dict`` copies into them, so references stay valid.
+
+``backward`` overwrites ``_grads`` (never accumulates); no parameter is shared between modules.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from typing import Iterator
+
+import numpy as np
+
+
+class Module:
+    """Base class of every gsbnp layer. Subclasses implement ``forward`` and ``backward``."""
+
+    #: local parameter names excluded from weight decay (biases, norms, quantizer scales, ...)
+    no_decay_params: tuple[str, ...] = ()
+
+    def __init__(self):
+        self._params: dict[str, np.ndarray] = {}
+        self._grads: dict[str, np.ndarray] = {}
+        self._buffers: dict[str, np.ndarray] = {}
+        self._modules: dict[str, Module] = {}
+        self.training = True
+
+    # -- tree -------------------------------------------------------------------------------
+    def add_module(self, name: str, module: "Module") -> "Module":
+        self._modules[name] = module
+        return module
+
+    def add_param(self, name: str, value: np.ndarray) -> np.ndarray:
+        self._params[name] = value
+        self._grads[name] = np.zeros_like(value)
+        return value
+
+    def remove_param(self, name: str) -> None:
+        self._params.pop(name, None)
+        self._grads.pop(name, None)
+
+    def children(self) -> Iterator[tuple[str, "Module"]]:
+        return iter(self._modules.items())
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}{name}.")
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
+        for prefix, m in self.named_modules():
+            for k, v in m._params.items():
+                yield prefix + k, v
+
+    def parameters(self) -> list[np.ndarray]:
+        return [p for _, p in self.named_parameters()]
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Flat dict dotted name -> parameter array (the live arrays, not copies)."""
+        return dict(self.named_parameters())
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        """Flat dict with the same keys as ``params``: gradients from the last ``backward``."""
+        return {prefix + k: v for prefix, m in self.named_modules() for k, v in m._grads.items()}
+
+    def no_weight_decay(self) -> set[str]:
+        """Dotted names of the parameters an optimizer must not decay."""
+        return {prefix + k for prefix, m in self.named_modules() for k in m._params
+                if k in m.no_decay_params}
+
+    def num_params(self) -> int:
+        return int(sum(p.size for p in self.parameters()))
+
+    # -- modes --------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        for _, m in self.named_modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and buffer, keyed by dotted name."""
+        out = {}
+        for prefix, m in self.named_modules():
+            for k, v in m._params.items():
+                out[prefix + k] = np.array(v, copy=True)
+            for k, v in m._buffers.items():
+                out[prefix + k] = np.array(v, copy=True)
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy ``state`` into the live arrays. Keys and shapes must match exactly."""
+        own = {}
+        for prefix, m in self.named_modules():
+            for k, v in m._params.items():
+                own[prefix + k] = v
+            for k, v in m._buffers.items():
+                own[prefix + k] = v
+        missing = sorted(set(own) - set(state))
+        extra = sorted(set(state) - set(own))
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+            if extra:
+                parts.append(f"unexpected keys {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+            raise ValueError("state dict does not match the model: " + "; ".join(parts))
+        for k, v in own.items():
+            src = np.asarray(state[k])
+            if src.shape != v.shape:
+                raise ValueError(f"state dict entry {k} has shape {src.shape}, the model expects {v.shape}")
+            np.copyto(v, src, casting="unsafe")
+
+    # -- interface -----------------------------------------------------------------------------
+    def forward(self, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same directory and ``os.replace``.
+
+    A crash mid-write leaves the previous file (if any) untouched.
+    """
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_npz(path, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
+    """Save arrays (and an optional JSON ``meta``) to ``.npz`` atomically, no pickled objects."""
+    payload = {k: np.asarray(v) for k, v in arrays.items()}
+    if meta is not None:
+        payload["__meta__"] = np.array(json.dumps(meta, sort_keys=True))
+    for k, v in payload.items():
+        if v.dtype == object:
+            raise TypeError(f"cannot save {k!r}: object arrays are not allowed")
+    buf = io.BytesIO()
+    np.savez(buf, **payload)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npz(path) -> tuple[dict[str, np.ndarray], dict | None]:
+    """Load a file written by :func:`save_npz`; returns ``(arrays, meta)``. Never unpickles."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise ValueError(f"{path} is not a readable .npz file ({e})") from None
+    except Exception as e:  # zipfile.BadZipFile and friends
+        raise ValueError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None
+    meta = None
+    if "__meta__" in arrays:
+        try:
+            meta = json.loads(str(arrays.pop("__meta__")))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: corrupt metadata ({e})") from None
+    return arrays, meta
