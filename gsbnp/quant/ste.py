@@ -47,6 +47,7 @@ class FrozenResidual:
 
     def __init__(self):
         self.records: list[tuple] = []
+        self._recorded = False
         self._mode: str | None = None
         self._pos = 0
 
@@ -60,15 +61,18 @@ class FrozenResidual:
             yield self
         finally:
             _active, self._mode = None, None
+        if mode == "replay" and self._pos != len(self.records):
+            raise RuntimeError("the replayed forward made fewer discrete calls than the recorded one")
 
     def record(self):
         """Context: evaluate the real function and store every discrete op's residual and window."""
         self.records = []
+        self._recorded = True
         return self._activate("record")
 
     def replay(self):
         """Context: evaluate the surrogate, replaying the records in order."""
-        if not self.records:
+        if not self._recorded:
             raise RuntimeError("nothing recorded: run the function once under record() first")
         return self._activate("replay")
 
