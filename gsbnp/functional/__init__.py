@@ -10,11 +10,7 @@ from .dropout import drop_path_backward, drop_path_forward, dropout_backward, dr
 from .linear import (linear_backward, linear_forward, patch_embed_backward, patch_embed_forward,
                      patchify, unpatchify)
 from .normalization import LN_EPS, layernorm_backward, layernorm_forward
-
-try:  # the loss lives in its own file
-    from .loss import cross_entropy
-except ImportError:  # pragma: no cover - only while the file is being written
-    pass
+from .loss import cross_entropy, log_softmax
 
 __all__ = [
     "linear_forward", "linear_backward", "layernorm_forward", "layernorm_backward", "LN_EPS",
@@ -22,4 +18,5 @@ __all__ = [
     "attention_forward", "attention_backward", "split_heads", "merge_heads",
     "dropout_forward", "dropout_backward", "drop_path_forward", "drop_path_backward",
     "patch_embed_forward", "patch_embed_backward", "patchify", "unpatchify", "cross_entropy",
+    "log_softmax",
 ]

@@ -1,0 +1,15 @@
+"""Prepare flowers102 as a gsbnp .npz: `python data_scripts/flowers102.py --help`.
+
+The same as `gsbnp data prepare flowers102 ...`.
+A thin wrapper: the code lives in gsbnp/data/prepare/flowers102.py.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # works from a checkout
+
+from gsbnp.data.prepare.flowers102 import main  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
