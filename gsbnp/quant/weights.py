@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import as_float_array
+from .activations import _sign
 from .ste import discrete, frozen
 
 __all__ = ["weight_binarize_forward", "weight_binarize_backward"]
@@ -38,8 +39,7 @@ def weight_binarize_forward(W):
         raise ValueError(f"W must be non-empty, got shape {W.shape}")
     mu = frozen(W.mean())
     alpha = frozen(np.abs(W).mean())
-    one = W.dtype.type(1)
-    W_b = alpha * np.where(W >= mu, one, -one)  # sign(W - mu), sign(0) = +1
+    W_b = alpha * _sign(W - mu)  # sign(0) = +1
     # the whole map is one discrete op with the identity STE of Eq. 6
     W_b = discrete(W, W_b, True)
     return W_b, {"shape": W.shape, "alpha": alpha, "mu": mu}
