@@ -199,8 +199,8 @@ class Trainer:
         self.transform = build_train_transform(cfg.augment, self.mean, self.std, mc.num_classes)
         self.steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)
         total = cfg.epochs * self.steps_per_epoch
-        self.schedule = CosineSchedule(total, cfg.lr, min(cfg.min_lr, cfg.lr),
-                                       int(round(cfg.warmup_epochs * self.steps_per_epoch)))
+        warmup = min(int(round(cfg.warmup_epochs * self.steps_per_epoch)), total - 1)
+        self.schedule = CosineSchedule(total, cfg.lr, min(cfg.min_lr, cfg.lr), warmup)
         self.optimizer = self._build_optimizer()
         self.epoch, self.step, self.best_acc = 0, 0, -1.0
         self.history: list[dict] = []
@@ -245,6 +245,8 @@ class Trainer:
     def _loss(self, x, targets):
         model = self.model
         cls, dist = model.forward(x)
+        if not (np.isfinite(cls).all() and np.isfinite(dist).all()):
+            return math.nan, cls, None, None  # reported by train_epoch as a non-finite loss
         if self.teacher is not None:
             t_logits = self.teacher.forward(x)  # teacher in eval mode: mean of its heads
             loss, dcls, ddist = distillation_loss(cls, dist, targets, t_logits, lam=self.cfg.lam,

@@ -1,0 +1,170 @@
+"""Trainer and pipeline: every stage and method trains, the loss falls, exact resume, atomic
+checkpoints, non-finite loss stops clearly."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from gsbnp.data.dataset import Dataset, load_digits
+from gsbnp.models import DeiT, DeiTConfig
+from gsbnp.train.augment import Augment
+from gsbnp.train.pipeline import PipelineConfig, model_config_for, run_pipeline
+from gsbnp.train.trainer import (TrainConfig, Trainer, TrainingError, evaluate, load_model,
+                                 read_checkpoint, save_checkpoint)
+
+AUG = Augment(crop_padding=1, hflip=False, randaug_num_ops=0, reprob=0.0)
+
+
+def tiny_data(n_train=96, n_test=40) -> Dataset:
+    d = load_digits()
+    return dataclasses.replace(d, x_train=d.x_train[:n_train], y_train=d.y_train[:n_train],
+                               x_test=d.x_test[:n_test], y_test=d.y_test[:n_test])
+
+
+def tiny_cfg(**kw) -> DeiTConfig:
+    return DeiTConfig.preset("digits", embed_dim=16, depth=1, num_heads=2, mlp_ratio=2.0, **kw)
+
+
+def test_loss_falls_on_a_short_run(tmp_path):
+    data = tiny_data(128)
+    m = DeiT(tiny_cfg(), rng=np.random.default_rng(0))
+    tc = TrainConfig(epochs=20, batch_size=16, lr=3e-3, augment=Augment(crop_padding=0, hflip=False,
+                                                                        randaug_num_ops=0, reprob=0.0))
+    tr = Trainer(m, data, tc, out_dir=tmp_path, name="fp", progress=False)
+    tr.fit()
+    losses = [h["train_loss"] for h in tr.history]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert os.path.exists(tmp_path / "fp_metrics.csv") and os.path.exists(tmp_path / "fp_metrics.jsonl")
+    assert len(open(tmp_path / "fp_metrics.jsonl").read().splitlines()) == 20
+
+
+@pytest.mark.parametrize("stage, method, distill", [
+    ("fp", "gsb", "none"), ("weights", "gsb", "none"), ("binary", "gsb", "none"),
+    ("binary", "gsb", "hard"), ("binary", "gsb", "soft"), ("binary", "baseline", "none"),
+])
+def test_every_stage_and_method_trains_a_few_steps(tmp_path, stage, method, distill):
+    data = tiny_data(64, 20)
+    m = DeiT(tiny_cfg(method=method), rng=np.random.default_rng(0)).set_precision(stage)
+    teacher = DeiT(tiny_cfg(), rng=np.random.default_rng(1)) if distill != "none" else None
+    before = {k: v.copy() for k, v in m.params.items()}
+    tc = TrainConfig(epochs=1, batch_size=32, lr=1e-3, distill=distill, augment=AUG)
+    res = Trainer(m, data, tc, out_dir=tmp_path, name="s", teacher=teacher, progress=False).fit()
+    assert 0.0 <= res["test_acc"] <= 1.0
+    changed = [k for k in m.params if not np.array_equal(before.get(k, m.params[k] * 0 + 1), m.params[k])]
+    assert "blocks.0.attn.qkv.W" in changed and "head.W" in changed
+    if stage == "binary" and method == "gsb":
+        assert "blocks.0.attn.Phi" in changed and "blocks.0.mlp.fc2.act_alpha" in changed
+
+
+def _run(tmp_path, name, epochs_run, interrupt_at=None):
+    """Train 3 epochs; with interrupt_at=k the run dies at the start of epoch k+1 and is resumed."""
+    data = tiny_data(64, 20)
+    cfg = tiny_cfg(drop_rate=0.1, drop_path_rate=0.1)
+    tc = TrainConfig(epochs=epochs_run, batch_size=16, lr=1e-3, augment=AUG)
+    out = tmp_path / name
+
+    def make():
+        m = DeiT(cfg, rng=np.random.default_rng(0)).set_precision("binary")
+        return m, Trainer(m, data, tc, out_dir=out, name="run", seed=5, progress=False)
+    m, tr = make()
+    if interrupt_at is not None:
+        orig = tr.train_epoch
+
+        def dying():
+            if tr.epoch == interrupt_at:
+                raise KeyboardInterrupt
+            return orig()
+        tr.train_epoch = dying
+        with pytest.raises(KeyboardInterrupt):
+            tr.fit()
+        m, tr = make()  # a fresh process: new model, new trainer
+        tr.fit(resume=True)
+    else:
+        tr.fit()
+    return m
+
+
+def test_resume_gives_the_same_weights_bit_for_bit(tmp_path):
+    a = _run(tmp_path, "straight", 3)
+    b = _run(tmp_path, "resumed", 3, interrupt_at=2)
+    for k, v in a.state_dict().items():
+        assert np.array_equal(v, b.state_dict()[k]), k
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    m = DeiT(tiny_cfg(), rng=np.random.default_rng(0))
+    path = tmp_path / "ck.npz"
+    save_checkpoint(path, m, {"epoch": 1})
+    good = path.read_bytes()
+    m.params["head.W"][...] += 1.0
+
+    def crash(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "fsync", crash)  # dies after writing part of the temp file
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, m, {"epoch": 2})
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz"]  # no temp file left behind
+    monkeypatch.undo()
+    _, _, meta = read_checkpoint(path)
+    assert meta["epoch"] == 1
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
+    data = tiny_data(32, 10)
+    m = DeiT(tiny_cfg(), rng=np.random.default_rng(0))
+    m.params["head.W"][...] = np.inf
+    tr = Trainer(m, data, TrainConfig(epochs=1, batch_size=16, augment=AUG), out_dir=tmp_path, name="x",
+                 progress=False)
+    with pytest.raises(TrainingError, match="loss became"):
+        tr.fit()
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    data = tiny_data(32, 10)
+    m = DeiT(tiny_cfg(), rng=np.random.default_rng(0))
+    Trainer(m, data, TrainConfig(epochs=1, batch_size=16, augment=AUG), out_dir=tmp_path, name="r",
+            progress=False).fit()
+    tr = Trainer(m, data, TrainConfig(epochs=2, batch_size=8, augment=AUG), out_dir=tmp_path, name="r",
+                 progress=False)
+    with pytest.raises(TrainingError, match="other training settings"):
+        tr.fit(resume=True)
+
+
+def test_checkpoint_roundtrip_and_evaluate(tmp_path):
+    data = tiny_data(32, 20)
+    m = DeiT(tiny_cfg(), rng=np.random.default_rng(0)).set_precision("binary")
+    Trainer(m, data, TrainConfig(epochs=1, batch_size=16, augment=AUG), out_dir=tmp_path, name="c",
+            progress=False).fit()
+    m2, meta = load_model(tmp_path / "c_last.npz")
+    assert m2.precision == "binary" and meta["epoch"] == 1
+    r1 = evaluate(m, data.x_test, data.y_test, meta["mean"], meta["std"])
+    r2 = evaluate(m2, data.x_test, data.y_test, meta["mean"], meta["std"])
+    assert r1 == r2 and 0 <= r1["top1"] <= r1["top5"] <= 1
+
+
+def test_trainer_rejects_mismatched_data(tmp_path):
+    data = tiny_data(32, 10)
+    m = DeiT(DeiTConfig.preset("tiny", depth=1), rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="expects 32x32x3"):
+        Trainer(m, data, TrainConfig(epochs=1), out_dir=tmp_path, name="x")
+    with pytest.raises(ValueError, match="needs a teacher"):
+        Trainer(DeiT(tiny_cfg(), rng=np.random.default_rng(0)), data, TrainConfig(epochs=1, distill="hard"),
+                out_dir=tmp_path, name="x")
+
+
+def test_pipeline_writes_results(tmp_path):
+    data = tiny_data(64, 20)
+    cfg = model_config_for(data, tiny_cfg())
+    pc = PipelineConfig(epochs_teacher=1, epochs_stage1=1, epochs_stage2=1, batch_size=32)
+    res = run_pipeline(data, cfg, pc, str(tmp_path), progress=False, log=lambda *_: None)
+    import json
+    saved = json.loads((tmp_path / "results.json").read_text())
+    for stage in ("teacher", "stage1", "stage2"):
+        assert 0.0 <= saved[stage]["test_acc"] <= 1.0
+        assert saved[stage]["test_acc"] == res[stage]["test_acc"]
+    assert saved["config"]["model"]["method"] == "gsb" and saved["wall_time_s"] > 0
+    with pytest.raises(ValueError, match="expects 32x32"):
+        model_config_for(data, "tiny")
