@@ -36,8 +36,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_model_options(p):
     g = p.add_argument_group("model and binarization (DeiTConfig fields)")
-    g.add_argument("--preset", default=None, help="digits | tiny | small32 | deit_small (default: digits for the "
-                   "bundled data, else tiny)")
+    g.add_argument("--preset", default=None, help="digits | tiny | small32 | deit_small (default: the first "
+                   "preset whose image size and channels match the data: digits for 8x8x1, tiny for 32x32x3)")
     g.add_argument("--method", choices=["gsb", "baseline"], default="gsb")
     g.add_argument("--k-a", type=int, default=2, help="GSB attention components, 0..4 (default 2)")
     g.add_argument("--k-v", type=int, default=2, help="GSB value components, 0..4 (default 2)")
@@ -119,9 +119,19 @@ def _parse_value(v: str):
     return v
 
 
+def _preset_for(data) -> str:
+    """Default preset for a dataset: the one whose image size and channels match it."""
+    from .models.config import PRESETS
+    for name, p in PRESETS.items():
+        if (p["img_size"], p["in_chans"]) == (data.image_size, data.channels):
+            return name
+    raise UsageError(f"no preset takes {data.image_size}x{data.image_size} images with {data.channels} "
+                     f"channel(s); pass --preset and --set img_size=... as needed")
+
+
 def _model_config(args, data):
     from .train.pipeline import model_config_for
-    preset = args.preset or ("digits" if args.data is None else "tiny")
+    preset = args.preset or _preset_for(data)
     over = dict(method=args.method, k_a=args.k_a, k_v=args.k_v, phi=args.phi,
                 gsb_att=not args.no_gsb_att, gsb_v=not args.no_gsb_v)
     for item in args.set:
