@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import bitops
 from .. import functional as F
 from .. import quant as Q
 from .._validate import check_choice, check_int
@@ -58,6 +59,7 @@ class MHSA(Module):
         self.mode = None  # None | "baseline" | "gsb"
         self.opts: dict = {}
         self.last_attention = None  # (B, H, N, N): the map of the last forward, for inspection
+        self.av_bitwise = False  # packed inference: Eq. 35 by popcounts (GSB-att and GSB-V on)
 
     # ------------------------------------------------------------------------------------------
     def set_quant(self, mode: str | None, *, gsb_att: bool = True, gsb_v: bool = True, k_a: int = 2,
@@ -172,7 +174,14 @@ class MHSA(Module):
             Vb, c["v"] = Q.baseline_act_sign_forward(vh)
         A = A.astype(qh.dtype, copy=False)
         Vb = Vb.astype(qh.dtype, copy=False)
-        Y = A @ Vb  # Eq. 35 as the superposed float product   (B, H, N, Dh)
+        if self.av_bitwise and use_gsb_att and use_gsb_v and o["abin"] == "round":
+            # Eq. 35 decomposed: sum_ij alpha_i beta_j (A_i ⊠ V_j) with A_0 = A_bin, A_i = M_i and
+            # V_j = sign(V0) M_j, every product a {0,1} x {-1,0,1} popcount (Fig. 10)
+            A_stack = np.concatenate([c["att"]["A_bin"][None], c["att"]["M"]])  # (k_a+1, B, H, N, N)
+            V_stack = c["v"]["M"] * c["v"]["sign"].astype(np.int8)  # (k_v+1, B, H, N, Dh)
+            Y = bitops.gsb_av_bitwise(A_stack, V_stack, alphas, betas).astype(qh.dtype)
+        else:
+            Y = A @ Vb  # Eq. 35 as the superposed float product   (B, H, N, Dh)
         self.last_attention = A
         self._bcache = (c, Qb, Kb, A_re, A, Vb, scale, use_gsb_att, use_gsb_v)
         return F.merge_heads(Y)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import bitops
 from .. import functional as F
 from .. import quant as Q
 from .._validate import check_choice
@@ -61,6 +62,16 @@ class Linear(Module):
         self.act_rule = "paper"
         self.scale_grad = "mean"
         self._cache = None
+        self._packed = None  # (W bits, alpha_w, unpacked W_b or None) in packed inference
+
+    def set_packed(self, W_bits, alpha_w: float) -> None:
+        """Inference on bit-packed weights (``gsbnp.bitops``): ``W_bits`` is the sign-packed (F, D)
+        image of ``W - mean(W)`` and ``alpha_w = mean|W|``. The forward then quantizes its input exactly
+        as the float simulation does and multiplies with xnor/popcount; backward is unavailable."""
+        if W_bits.shape != (self.out_features, self.in_features) or W_bits.kind != "sign":
+            raise ValueError(f"W_bits must be sign bits of shape {(self.out_features, self.in_features)}, "
+                             f"got {W_bits.kind} {W_bits.shape}")
+        self._packed = (W_bits, float(alpha_w), None)
 
     def set_quant(self, *, weights: bool, act_mode: str | None, act_rule: str = "paper",
                   scale_grad: str = "mean") -> None:
@@ -81,8 +92,11 @@ class Linear(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """x: (..., D) -> (..., F)."""
+        if self._packed is not None:
+            return self._packed_forward(x)
         p = self._params
         acache = wcache = None
+        s_x = None  # the activation scale: x_b = s_x * (+-1 or {0, 1})
         if self.act_mode == "learnable":
             if not self._buffers["act_initialized"] and not surrogate_active():
                 init = Q.act_sign_init(x) if self._sign_input else Q.act_round_init(x)
@@ -91,18 +105,79 @@ class Linear(Module):
             alpha = max(float(p["act_alpha"]), SCALE_FLOOR)
             fwd = Q.act_sign_forward if self._sign_input else Q.act_round_forward
             x, acache = fwd(x, alpha, p["act_bias"], scale_grad=self.scale_grad)
+            s_x = x.dtype.type(alpha)
         elif self.act_mode == "baseline":
             fwd = Q.baseline_act_sign_forward if self._sign_input else Q.baseline_act_round_forward
             x, acache = fwd(x)
+            s_x = acache["beta"].astype(x.dtype, copy=False)  # (B, 1, ..., 1) per sample
         W = p["W"]
         if self.binarize_weights:
             W, wcache = Q.weight_binarize_forward(W)
-        out, lcache = F.linear_forward(x, W, p.get("b"))
+        if s_x is not None and wcache is not None:
+            out, lcache = self._binary_product(x, s_x, W, wcache["alpha"], p.get("b"))
+        else:
+            out, lcache = F.linear_forward(x, W, p.get("b"))
         self._cache = (lcache, acache, wcache)
         return out
 
+    @staticmethod
+    def _binary_product(x_b, s_x, W_b, s_w, b):
+        """``x_b @ W_b.T + b`` computed as Eq. 1 writes it: ``s_x s_w (B(x) . B(W)^T) + b``.
+
+        ``x_b / s_x`` and ``W_b / s_w`` are exactly +-1 (or {0, 1}), so the float product of the binary
+        codes is an exact integer and the result is ``fl(fl(s_x s_w) * dot) + b`` - the very number
+        the packed xnor/popcount engine computes. (Multiplying the scaled codes directly would let
+        BLAS's rounding decide the sign of outputs whose exact value is 0.) Mathematically it is
+        ``x_b @ W_b.T + b``, so ``linear_backward`` applies unchanged; the cache is the same.
+        """
+        dt = x_b.dtype.type
+        codes = (x_b / s_x).reshape(-1, x_b.shape[-1])  # exactly +-1 or {0, 1}    (M, D)
+        dot = codes @ (W_b / dt(s_w)).T  # exact integers                          (M, F)
+        scale = s_x * dt(s_w)  # scalar, or (B, 1, ..., 1) per sample
+        out = dot.reshape(*x_b.shape[:-1], W_b.shape[0]) * scale
+        if b is not None:
+            out += b
+        return out, (x_b, W_b, b is not None)
+
+    def _packed_forward(self, x: np.ndarray) -> np.ndarray:
+        """Packed inference: the float model's activation quantizer, then a popcount product.
+
+        ``x_b = s * sign-or-mask`` (s the activation scale: learnable alpha, or the baseline's
+        per-sample beta) and ``W_b = alpha_w * sign(W - mean W)``, so ``x_b @ W_b.T = s * alpha_w * dot``
+        with the integer ``dot`` from ``K - 2 popcount(x xor w)`` (sign inputs) or mask/sign popcounts
+        (type-A inputs, Fig. 10).
+        """
+        W_bits, alpha_w, W_b = self._packed
+        p = self._params
+        b = p.get("b")
+        if self.act_mode is None:  # stage 1: full-precision input times the binary weight
+            if W_b is None:
+                W_b = (alpha_w * bitops.unpack_bits(W_bits, dtype=x.dtype)).astype(x.dtype)
+                self._packed = (W_bits, alpha_w, W_b)
+            return F.linear_forward(x, W_b, b)[0]
+        if self.act_mode == "learnable":
+            alpha = max(float(p["act_alpha"]), SCALE_FLOOR)
+            fwd = Q.act_sign_forward if self._sign_input else Q.act_round_forward
+            x_b, _ = fwd(x, alpha, p["act_bias"])
+            if self._sign_input:
+                return bitops.binary_linear_packed(bitops.pack_signs(x_b), W_bits, alpha_w, alpha, b,
+                                                   dtype=x.dtype)
+            scale = np.asarray(alpha, dtype=x.dtype)
+        else:
+            fwd = Q.baseline_act_sign_forward if self._sign_input else Q.baseline_act_round_forward
+            x_b, cache = fwd(x)
+            scale = cache["beta"].astype(x.dtype)  # (B, 1, ..., 1) per-sample scale
+        if self._sign_input:
+            dot = bitops.matmul_sign_sign(bitops.pack_signs(x_b), W_bits)  # (..., F) integers
+        else:
+            dot = bitops.matmul_mask_sign(bitops.pack_mask(x_b > 0), W_bits)
+        out = dot.astype(x.dtype) * (scale * x.dtype.type(alpha_w))
+        return out if b is None else out + b
+
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """dout: (..., F) -> dx (..., D); fills grads of W, b (and act_alpha, act_bias)."""
+        if self._packed is not None:
+            raise RuntimeError("a packed (inference-only) layer has no backward")
         lcache, acache, wcache = self._cache
         dx, dW, db = F.linear_backward(dout, lcache)
         self._grads["W"] = Q.weight_binarize_backward(dW, wcache) if wcache is not None else dW

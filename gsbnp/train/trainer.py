@@ -31,16 +31,13 @@ from tqdm import tqdm
 
 from .._validate import check_choice, check_float, check_int
 from ..data.dataset import Dataset, channel_stats
-from ..models import DeiT, DeiTConfig
-from ..nn.module import atomic_write_bytes, load_npz, save_npz
+from ..models import DeiT
+from ..models.checkpoint import load_model, read_checkpoint, save_checkpoint  # noqa: F401 (re-exported)
+from ..nn.module import atomic_write_bytes
 from .augment import Augment, build_train_transform, eval_transform
 from .losses import classification_loss, distillation_loss
 from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .schedule import CosineSchedule
-
-CHECKPOINT_FORMAT = "gsbnp-checkpoint"
-CHECKPOINT_VERSION = 1
-
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, incompatible checkpoint)."""
@@ -120,47 +117,6 @@ def evaluate(model: DeiT, x_uint8: np.ndarray, y: np.ndarray, mean, std, *, batc
     out = {f"top{k}": correct[k] / n for k in topk}
     out.update(loss=loss_sum / n, n=n)
     return out
-
-
-def save_checkpoint(path, model: DeiT, meta: dict, optimizer=None) -> None:
-    """Atomically write ``model`` (and optionally the optimizer state) with JSON ``meta``."""
-    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
-    if optimizer is not None:
-        for k, v in optimizer.state_dict().items():
-            arrays[f"optim/{k}"] = np.asarray(v)
-    meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-            "model_config": model.cfg.to_dict(), "precision": model.precision,
-            "dtype": str(model.dtype), **meta}
-    save_npz(path, arrays, meta)
-
-
-def read_checkpoint(path) -> tuple[dict, dict, dict]:
-    """Read a checkpoint: returns ``(model_state, optimizer_state, meta)``; clear errors if not one."""
-    arrays, meta = load_npz(path)
-    if not meta or meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a gsbnp checkpoint")
-    if meta.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {meta.get('version')} is not supported "
-                         f"(this gsbnp reads version {CHECKPOINT_VERSION})")
-    model = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
-    optim = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
-    return model, optim, meta
-
-
-def load_model(path, *, dtype=None) -> tuple[DeiT, dict]:
-    """Rebuild the model stored in a checkpoint (config, precision stage, weights, scales)."""
-    state, _, meta = read_checkpoint(path)
-    try:
-        cfg = DeiTConfig.from_dict(meta["model_config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: invalid model config in checkpoint ({e})") from None
-    model = DeiT(cfg, rng=np.random.default_rng(0), dtype=dtype or np.dtype(meta.get("dtype", "float32")))
-    model.set_precision(meta.get("precision", "fp"))
-    try:
-        model.load_state_dict(state)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    return model, meta
 
 
 class Trainer:

@@ -1,0 +1,127 @@
+"""Packed model files and packed inference.
+
+``export_packed(CKPT, OUT)`` stores every binarized weight of a trained model as bits plus its scale
+(``W_b = alpha_w * sign(W - mean W)``: the sign-packed words of ``W - mean W`` and ``alpha_w =
+mean|W|``), the full-precision remainder (patch embedding, tokens, position embedding, norms, heads,
+biases, activation scales and biases, GSB alphas, betas, Phi, Omega) as float32, and metadata (format,
+version, model config, precision stage, normalisation statistics, shapes) in one ``.npz`` without
+pickles, written atomically.
+
+``load_packed(OUT)`` rebuilds the model for inference: its binarized linear layers run on xnor/popcount
+products of packed bits (``Linear.set_packed``) and, with ``av_bitwise=True``, the GSB attention
+product of Eq. 35 runs bitwise too. The float-simulated model and the packed one agree up to the
+rounding of the float simulation's sums.
+
+File layout: ``bits/<name>`` uint64 words (F, ceil(D/64)), ``alpha/<name>`` float32 scalar,
+``fp/<name>`` float32 arrays and buffers, ``__meta__`` JSON.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .. import __version__
+from ..models.checkpoint import load_model
+from ..models.config import DeiTConfig
+from ..models.deit import DeiT
+from ..nn.layers import Linear
+from ..nn.module import load_npz, save_npz
+from .pack import PackedBits
+from .popcount import pack_binary_weight
+
+PACKED_FORMAT = "gsbnp-packed"
+PACKED_VERSION = 1
+
+
+def packed_arrays(model: DeiT) -> tuple[dict, dict]:
+    """The arrays of a packed file for ``model`` and the per-weight shapes: ``(arrays, shapes)``."""
+    binw = model.binarized_weight_names()
+    arrays, shapes = {}, {}
+    for name, v in model.state_dict().items():
+        if name in binw:
+            bits, alpha = pack_binary_weight(v)
+            arrays[f"bits/{name}"] = bits.words
+            arrays[f"alpha/{name}"] = np.float32(alpha)
+            shapes[name] = list(v.shape)
+        else:
+            arrays[f"fp/{name}"] = np.asarray(v, dtype=np.float32) if v.dtype.kind == "f" else v
+    return arrays, shapes
+
+
+def export_packed(checkpoint, out) -> dict:
+    """Write the packed model of ``checkpoint`` to ``out``; returns sizes in bytes.
+
+    Returns ``{"packed_file", "checkpoint_float32", "binary_weights_packed", "binary_weights_float32",
+    "binarized_layers", "precision"}``: the file sizes and the storage of the binarized weights as bits
+    vs as float32 (32x smaller when the input width is a multiple of 64).
+    """
+    model, meta = load_model(checkpoint, dtype=np.float32)
+    if model.precision == "fp":
+        raise ValueError(f"{checkpoint} is a full-precision model: nothing to pack (export stage 1 or 2)")
+    arrays, shapes = packed_arrays(model)
+    pmeta = {"format": PACKED_FORMAT, "version": PACKED_VERSION, "gsbnp_version": __version__,
+             "model_config": model.cfg.to_dict(), "precision": model.precision,
+             "mean": meta.get("mean"), "std": meta.get("std"), "weights": shapes, "bitorder": "little"}
+    save_npz(out, arrays, pmeta)
+    bits_bytes = sum(int(arrays[f"bits/{n}"].nbytes) for n in shapes)
+    float_bytes = sum(int(np.prod(s)) * 4 for s in shapes.values())
+    fp32 = sum(int(v.size) * 4 for v in model.state_dict().values())
+    return {"packed_file": os.path.getsize(out), "checkpoint_float32": fp32,
+            "binary_weights_packed": bits_bytes, "binary_weights_float32": float_bytes,
+            "binarized_layers": len(shapes), "precision": model.precision}
+
+
+def load_packed(path, *, av_bitwise: bool = False) -> tuple[DeiT, dict]:
+    """Load a packed model for inference (eval mode). Returns ``(model, meta)``.
+
+    Raises ``ValueError`` with the file name for a corrupt, truncated or foreign file, or one written
+    by an incompatible version.
+    """
+    arrays, meta = load_npz(path)
+    if not meta or meta.get("format") != PACKED_FORMAT:
+        raise ValueError(f"{path} is not a gsbnp packed model")
+    if meta.get("version") != PACKED_VERSION:
+        raise ValueError(f"{path}: packed format version {meta.get('version')} is not supported "
+                         f"(this gsbnp reads version {PACKED_VERSION})")
+    try:
+        cfg = DeiTConfig.from_dict(meta["model_config"])
+        model = DeiT(cfg, rng=np.random.default_rng(0), dtype=np.float32)
+        model.set_precision(meta["precision"])
+        shapes = {k: tuple(v) for k, v in meta["weights"].items()}
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: invalid packed metadata ({e})") from None
+    if set(shapes) != model.binarized_weight_names():
+        raise ValueError(f"{path}: the packed weights do not match the model's binarized layers")
+    state = {}
+    for name, v in model.state_dict().items():
+        if name in shapes:
+            state[name] = np.zeros_like(v)  # the latent weight is not stored; the bits are used
+            continue
+        key = f"fp/{name}"
+        if key not in arrays:
+            raise ValueError(f"{path}: missing array {key}")
+        state[name] = arrays[key]
+    try:
+        model.load_state_dict(state)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    layers = {prefix + "W": m for prefix, m in model.named_modules() if isinstance(m, Linear)}
+    for name, shape in shapes.items():
+        words, alpha = arrays.get(f"bits/{name}"), arrays.get(f"alpha/{name}")
+        if words is None or alpha is None:
+            raise ValueError(f"{path}: missing bits or scale of {name}")
+        try:
+            bits = PackedBits(np.ascontiguousarray(words), shape[1], "sign")
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: corrupt bits of {name} ({e})") from None
+        if bits.lead != (shape[0],):
+            raise ValueError(f"{path}: bits of {name} have {bits.lead[0] if bits.lead else 0} rows, "
+                             f"expected {shape[0]}")
+        layers[name].set_packed(bits, float(alpha))
+    for _, m in model.named_modules():
+        if hasattr(m, "av_bitwise"):
+            m.av_bitwise = bool(av_bitwise)
+    model.eval()
+    return model, meta

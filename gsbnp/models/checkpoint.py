@@ -1,0 +1,56 @@
+"""Checkpoints: one ``.npz`` (no pickles) holding a model's parameters and buffers, optionally an
+optimizer state, and JSON metadata (format, version, model config, precision stage, dtype, plus what the
+trainer adds: epoch, RNG states, normalisation statistics). Written atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..nn.module import load_npz, save_npz
+from .config import DeiTConfig
+from .deit import DeiT
+
+CHECKPOINT_FORMAT = "gsbnp-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(path, model: DeiT, meta: dict, optimizer=None) -> None:
+    """Atomically write ``model`` (and optionally the optimizer state) with JSON ``meta``."""
+    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    if optimizer is not None:
+        for k, v in optimizer.state_dict().items():
+            arrays[f"optim/{k}"] = np.asarray(v)
+    meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "model_config": model.cfg.to_dict(), "precision": model.precision,
+            "dtype": str(model.dtype), **meta}
+    save_npz(path, arrays, meta)
+
+
+def read_checkpoint(path) -> tuple[dict, dict, dict]:
+    """Read a checkpoint: returns ``(model_state, optimizer_state, meta)``; clear errors if not one."""
+    arrays, meta = load_npz(path)
+    if not meta or meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a gsbnp checkpoint")
+    if meta.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint version {meta.get('version')} is not supported "
+                         f"(this gsbnp reads version {CHECKPOINT_VERSION})")
+    model = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+    optim = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
+    return model, optim, meta
+
+
+def load_model(path, *, dtype=None) -> tuple[DeiT, dict]:
+    """Rebuild the model stored in a checkpoint (config, precision stage, weights, scales)."""
+    state, _, meta = read_checkpoint(path)
+    try:
+        cfg = DeiTConfig.from_dict(meta["model_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: invalid model config in checkpoint ({e})") from None
+    model = DeiT(cfg, rng=np.random.default_rng(0), dtype=dtype or np.dtype(meta.get("dtype", "float32")))
+    model.set_precision(meta.get("precision", "fp"))
+    try:
+        model.load_state_dict(state)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return model, meta
