@@ -236,8 +236,14 @@ def cmd_ops(args) -> int:
     for k in ("k_a", "k_v"):
         if not 0 <= getattr(args, k) <= 4:
             raise UsageError(f"--{k.replace('_', '-')} must be in 0..4")
-    reports = [count_model_ops(n=cfg.num_tokens, d=cfg.embed_dim, r=cfg.mlp_ratio, depth=cfg.depth,
-                               method=m, k_a=args.k_a, k_v=args.k_v) for m in methods]
+    reports = [count_model_ops(m, img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans,
+                               embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
+                               mlp_ratio=cfg.mlp_ratio, num_classes=cfg.num_classes, k_a=args.k_a, k_v=args.k_v)
+               for m in methods]
+    print(f"Per transformer block (Table IX; n = {cfg.num_tokens} tokens, d = {cfg.embed_dim}, "
+          f"r = {cfg.mlp_ratio:g}):")
+    print(format_ops_table([r["block"] for r in reports]))
+    print(f"\nWhole model ({cfg.depth} blocks + full-precision patch embedding and heads):")
     print(format_ops_table(reports))
     return 0
 

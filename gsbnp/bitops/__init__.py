@@ -24,3 +24,12 @@ __all__ = [
     "gsb_av_packed", "gsb_av_bitwise", "default_threads",
     "COUNTING_RULE", "count_block_ops", "count_model_ops", "format_ops_table",
 ]
+
+
+def __getattr__(name):
+    # The packed-model engine builds DeiT models, so it is imported on first use (gsbnp.models imports
+    # this package for the popcount kernels).
+    if name in ("export_packed", "load_packed", "packed_arrays"):
+        from . import engine
+        return getattr(engine, name)
+    raise AttributeError(f"module 'gsbnp.bitops' has no attribute {name!r}")

@@ -30,11 +30,16 @@ from .augment import Augment
 from .trainer import TrainConfig, Trainer
 
 
-def default_augment(data: Dataset) -> Augment:
-    """Augmentation for the data's image size: light for 8x8 digits (no flip: a mirrored digit is
-    another symbol), the DeiT-style set (crop, flip, RandAugment, random erasing) otherwise."""
+def default_augment(data: Dataset, binary: bool = False) -> Augment:
+    """Default augmentation for the data's image size and the stage.
+
+    Digits (8x8): random crop with 1 pixel of padding for the full-precision teacher (it overfits
+    1,437 images without it) and no augmentation for the binary stages, which underfit (binarization
+    is itself a strong regulariser, Section IV-D); never a flip (a mirrored digit is another symbol).
+    Larger images: the DeiT-style set (crop, flip, RandAugment, random erasing) for every stage.
+    """
     if data.image_size <= 16:
-        return Augment(crop_padding=1, hflip=False, randaug_num_ops=0, reprob=0.0)
+        return Augment(crop_padding=0 if binary else 1, hflip=False, randaug_num_ops=0, reprob=0.0)
     return Augment(crop_padding=max(1, data.image_size // 8))
 
 
@@ -42,18 +47,19 @@ def default_augment(data: Dataset) -> Augment:
 class PipelineConfig:
     """Epochs and learning rates of the three stages (defaults: the bundled digits in minutes)."""
 
-    epochs_teacher: int = 60
-    epochs_stage1: int = 40
+    epochs_teacher: int = 100
+    epochs_stage1: int = 30
     epochs_stage2: int = 40
-    lr_teacher: float = 2e-3
-    lr_binary: float = 1e-3
-    batch_size: int = 64
+    lr_teacher: float = 1e-3
+    lr_binary: float = 5e-4        # the paper's learning rate
+    batch_size: int = 32
     weight_decay: float = 0.05
-    warmup_epochs_teacher: float = 3.0
+    warmup_epochs_teacher: float = 5.0
     distill: str = "hard"          # stage 2: "hard" | "soft" | "none"
     stage1_init: str = "teacher"   # stage 1 starts from the teacher's weights or from "scratch"
     seed: int = 0
-    augment: Augment | None = None  # None: default_augment(data)
+    augment: Augment | None = None         # teacher; None: default_augment(data)
+    augment_binary: Augment | None = None  # stages 1 and 2; None: default_augment(data, binary=True)
 
     def __post_init__(self):
         for n in ("epochs_teacher", "epochs_stage1", "epochs_stage2", "batch_size", "seed"):
@@ -100,7 +106,7 @@ def train_teacher(data, cfg: DeiTConfig, pc: PipelineConfig, out: str, *, resume
 def train_stage1(data, cfg, pc, out, *, init_from: DeiT | None, resume=False, progress=True, seed=None,
                  name="stage1"):
     seed = pc.seed if seed is None else seed
-    aug = pc.augment or default_augment(data)
+    aug = pc.augment_binary or default_augment(data, binary=True)
     model = DeiT(cfg, rng=np.random.default_rng(seed + 1))
     if init_from is not None:
         model.load_state_dict(init_from.state_dict())
@@ -113,7 +119,7 @@ def train_stage1(data, cfg, pc, out, *, init_from: DeiT | None, resume=False, pr
 def train_stage2(data, cfg, pc, out, *, stage1: DeiT, teacher: DeiT | None, distill: str, resume=False,
                  progress=True, seed=None, name="stage2"):
     seed = pc.seed if seed is None else seed
-    aug = pc.augment or default_augment(data)
+    aug = pc.augment_binary or default_augment(data, binary=True)
     model = DeiT(cfg, rng=np.random.default_rng(seed + 2)).set_precision("weights")
     model.load_state_dict(stage1.state_dict())
     model.set_precision("binary")
