@@ -2,7 +2,6 @@
 end-to-end train / eval run through the real entry point."""
 
 import json
-import os
 
 import numpy as np
 import pytest
