@@ -1,0 +1,98 @@
+"""Packed inference of a whole model vs the float-simulated binarized model, and packed file sizes.
+
+    python bench/bench_packed_model.py                     # tiny preset, batch 64, method gsb
+    python bench/bench_packed_model.py --sizes-only        # deit_small file sizes (Phi H x N x N and H x N)
+
+Times the eval-mode forward of the binarized model (float simulation) and of its packed export (popcount
+linears; ``--av-bitwise`` also runs Eq. 35 bitwise) in the same run, checks that the predictions are
+identical, and reports peak traced memory of each forward (tracemalloc) and the file sizes. The
+``deit_small`` size report builds the model with random weights: sizes do not depend on the values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import tracemalloc
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from gsbnp.bitops.engine import export_packed, load_packed  # noqa: E402
+from gsbnp.models import DeiT, DeiTConfig  # noqa: E402
+from gsbnp.models.checkpoint import save_checkpoint  # noqa: E402
+
+
+def _timed(fn, repeats):
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def _peak(fn):
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def sizes(preset: str, d: str) -> None:
+    for phi in ("HNN", "HN"):
+        cfg = DeiTConfig.preset(preset, method="gsb", phi=phi)
+        m = DeiT(cfg, rng=np.random.default_rng(0)).set_precision("binary")
+        ck, pk = os.path.join(d, f"ck_{phi}.npz"), os.path.join(d, f"pk_{phi}.npz")
+        save_checkpoint(ck, m, {"mean": [0.5] * cfg.in_chans, "std": [0.25] * cfg.in_chans})
+        info = export_packed(ck, pk)
+        print(f"{preset} gsb Phi={phi:3s}: float32 checkpoint {os.path.getsize(ck) / 2**20:7.2f} MiB, "
+              f"packed file {info['packed_file'] / 2**20:6.2f} MiB "
+              f"({os.path.getsize(ck) / info['packed_file']:.1f}x); binarized weights "
+              f"{info['binary_weights_float32'] / 2**20:.2f} MiB -> {info['binary_weights_packed'] / 2**20:.3f} MiB "
+              f"({info['binary_weights_float32'] / info['binary_weights_packed']:.0f}x)")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--method", default="gsb", choices=["gsb", "baseline"])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--av-bitwise", action="store_true")
+    ap.add_argument("--sizes-only", action="store_true")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as d:
+        if args.sizes_only:
+            sizes("deit_small", d)
+            return
+        cfg = DeiTConfig.preset(args.preset, method=args.method)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((args.batch, cfg.in_chans, cfg.img_size, cfg.img_size)).astype(np.float32)
+        m = DeiT(cfg, rng=np.random.default_rng(0)).set_precision("binary")
+        m.forward(x)  # initialise the scales
+        m.eval()
+        ck, pk = os.path.join(d, "ck.npz"), os.path.join(d, "pk.npz")
+        save_checkpoint(ck, m, {"mean": [0.5] * cfg.in_chans, "std": [0.25] * cfg.in_chans})
+        info = export_packed(ck, pk)
+        pm, _ = load_packed(pk, av_bitwise=args.av_bitwise)
+        same = np.array_equal(m.forward(x).argmax(1), pm.forward(x).argmax(1))
+        t_f = _timed(lambda: m.forward(x), args.repeats)
+        t_p = _timed(lambda: pm.forward(x), args.repeats)
+        mem_f = _peak(lambda: m.forward(x))
+        mem_p = _peak(lambda: pm.forward(x))
+        print(f"{args.preset} {args.method} batch {args.batch}: float-simulated {t_f * 1e3:.1f} ms, packed "
+              f"{t_p * 1e3:.1f} ms (ratio packed/float {t_p / t_f:.2f}); identical predictions: {same}")
+        print(f"peak traced memory of a forward: float-simulated {mem_f / 2**20:.1f} MiB, packed "
+              f"{mem_p / 2**20:.1f} MiB; files: float32 checkpoint {os.path.getsize(ck) / 2**20:.2f} MiB, "
+              f"packed {info['packed_file'] / 2**20:.2f} MiB")
+
+
+if __name__ == "__main__":
+    main()
