@@ -711,3 +711,22 @@ def test_cli_dispatch_errors_and_help(capsys):
     assert_one_line_error(rc, err, "--md5 must be 32 hexadecimal digits")
     rc, _, err = run_cli(["chaoyang", "--source", ".", "--bogus"], capsys)
     assert_one_line_error(rc, err, "unrecognized arguments: --bogus")
+
+
+def test_trainer_accepts_a_prepared_file(tmp_path, capsys):
+    """The CIFAR-100 fixture goes through `gsbnp data prepare` and then `gsbnp train --preset tiny`."""
+    from gsbnp.cli import main as gsbnp_main
+    archive, _ = cifar_archive()
+    src = tmp_path / "cifar-100-python.tar.gz"
+    src.write_bytes(archive)
+    out = tmp_path / "c.npz"
+    assert gsbnp_main(["data", "prepare", "cifar100", "--source", str(src), "--md5", md5(archive),
+                       "--cache", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    run = tmp_path / "run"
+    rc = gsbnp_main(["train", "--data", str(out), "--preset", "tiny", "--out", str(run), "--no-progress",
+                     "--set", "depth=1", "--set", "embed_dim=24", "--epochs-teacher", "1",
+                     "--epochs-stage1", "1", "--epochs-stage2", "1", "--batch-size", "4"])
+    assert rc == 0, capsys.readouterr().err
+    import json
+    res = json.loads((run / "results.json").read_text())
+    assert res["data"]["classes"] == 100 and 0.0 <= res["stage2"]["test_acc"] <= 1.0
