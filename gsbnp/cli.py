@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="prepare data sets")
     p.add_argument("action", choices=["prepare"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="NAME and its options (see gsbnp data prepare NAME -h)")
+    p = sub.add_parser("assignments", add_help=False,
+                       help="course assignments: build a student copy, grade it, list the tasks")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="build --out DIR | grade DIR | list (see -h)")
     return ap
 
 
@@ -261,8 +264,13 @@ def cmd_data(args) -> int:
     return prepare_main(args.rest)
 
 
+def cmd_assignments(args) -> int:
+    from .assignments import main as assignments_main
+    return assignments_main(args.rest)
+
+
 COMMANDS = {"train": cmd_train, "reproduce": cmd_reproduce, "eval": cmd_eval, "export": cmd_export,
-            "ops": cmd_ops, "summary": cmd_summary, "data": cmd_data}
+            "ops": cmd_ops, "summary": cmd_summary, "data": cmd_data, "assignments": cmd_assignments}
 
 
 def main(argv=None) -> int:

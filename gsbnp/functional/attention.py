@@ -45,6 +45,7 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, num_heads: in
 
 def attention_backward(dout: np.ndarray, cache):
     """Backward of :func:`attention_forward`. Returns dq, dk, dv, each (B, N, D)."""
+    # BEGIN SOLUTION Task 1.2: attention backward
     qh, kh, vh, A, scale = cache["qh"], cache["kh"], cache["vh"], cache["A"], cache["scale"]
     H = qh.shape[1]
     dY = split_heads(dout, H)  # out = merge(Y), Y = A @ vh     (B, H, N, Dh)
@@ -54,3 +55,4 @@ def attention_backward(dout: np.ndarray, cache):
     dqh = dS @ kh  # (B, H, N, Dh)
     dkh = dS.swapaxes(-1, -2) @ qh
     return merge_heads(dqh), merge_heads(dkh), merge_heads(dvh)
+    # END SOLUTION

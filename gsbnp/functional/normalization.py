@@ -36,6 +36,7 @@ def layernorm_backward(dout: np.ndarray, cache):
     Returns:
         dx (..., D), dweight (D,), dbias (D,)
     """
+    # BEGIN SOLUTION Task 1.1: LayerNorm backward
     x_hat, rstd, weight = cache
     lead = tuple(range(dout.ndim - 1))
     dweight = np.sum(dout * x_hat, axis=lead)  # y = x_hat * weight + bias
@@ -44,3 +45,4 @@ def layernorm_backward(dout: np.ndarray, cache):
     dx = rstd * (g - g.mean(axis=-1, keepdims=True)
                  - x_hat * np.mean(g * x_hat, axis=-1, keepdims=True))
     return dx, dweight, dbias
+    # END SOLUTION

@@ -116,11 +116,15 @@ def _act_forward(x, alpha, bias, scale_grad, kind):
     # alpha is a Python float, so q keeps x's dtype (NEP 50 weak scalars)
     q = (x + bias) / alpha if bias is not None else x / alpha  # (*x.shape)
     if kind == "sign":
+        # BEGIN SOLUTION Task 2.1: sign STE
         window = np.abs(q) <= 1  # Eq. 5, inclusive
         value = _sign(q)
+        # END SOLUTION
     else:
+        # BEGIN SOLUTION Task 2.2: type-A quantizer
         window = (q >= 0) & (q <= 1)  # clip window, inclusive
         value = np.clip(np.round(q), 0, 1)  # half to even: q = 0.5 -> 0 (Eq. 3)
+        # END SOLUTION
     # alpha * op(q), not op(x + b) * alpha: the surrogate needs alpha * (q + r) to give the STE
     x_b = alpha * discrete(q, value, window)
     cache = {"shape": x.shape, "q": q, "value": value, "window": window, "alpha": alpha,

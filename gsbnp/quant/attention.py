@@ -227,6 +227,7 @@ def gsb_attention_backward(dout, cache):
     forward, reduced per ``scale_grad``.
     """
     g = _check_dout(dout, cache)
+    # BEGIN SOLUTION Task 3.1: GSB attention backward
     k, alphas, scale_grad = cache["k"], cache["alphas"], cache["scale_grad"]
     A_bin, window0, M, windows = cache["A_bin"], cache["window0"], cache["M"], cache["windows"]
     numel = g.size
@@ -255,3 +256,4 @@ def gsb_attention_backward(dout, cache):
         else:
             dalphas[1:] = gm * _scale_grad_factor(scale_grad, numel)
     return dA, dalphas.astype(cache["dtype"])
+    # END SOLUTION

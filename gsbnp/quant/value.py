@@ -119,6 +119,7 @@ def gsb_value_backward(dout, cache):
     ``dV0`` is (B, H, N, Dh); ``dbetas`` is (k + 1,) in the dtype of the betas passed to the forward.
     """
     g = _check_dout(dout, cache)
+    # BEGIN SOLUTION Task 3.2: GSB value backward
     k, M, window, q = cache["k"], cache["M"], cache["window"], cache["q"]
     n = k + 1
     # V_gsb = sum_i beta_i * sign(V0) * M_i: STE 1 inside each component's window
@@ -139,3 +140,4 @@ def gsb_value_backward(dout, cache):
     else:
         dbetas *= _scale_grad_factor(cache["scale_grad"], numel)
     return dV0, dbetas.astype(cache["dtype"])
+    # END SOLUTION

@@ -90,6 +90,7 @@ def distillation_loss(cls_logits: np.ndarray, dist_logits: np.ndarray, target: n
     lam = check_float(lam, "lam", lo=0.0, hi=1.0)
     check_choice(kind, ("hard", "soft"), "kind")
     tau = check_float(tau, "tau", lo=0.0, lo_open=True)
+    # BEGIN SOLUTION Task 5.1: distillation loss
     loss_cls, dcls = cross_entropy(cls_logits, target, label_smoothing=label_smoothing)
     if kind == "hard":
         teacher_labels = teacher_logits.argmax(axis=1)  # (B,)
@@ -99,6 +100,7 @@ def distillation_loss(cls_logits: np.ndarray, dist_logits: np.ndarray, target: n
     dcls *= 1.0 - lam
     ddist *= lam
     return (1.0 - lam) * loss_cls + lam * loss_dis, dcls, ddist
+    # END SOLUTION
 
 
 def classification_loss(cls_logits: np.ndarray, dist_logits: np.ndarray, target: np.ndarray, *,

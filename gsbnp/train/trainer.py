@@ -252,7 +252,8 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict:
         """Train ``cfg.epochs`` epochs (continuing from ``<name>_last.npz`` with ``resume``).
 
-        Returns ``{"test_acc": last top-1, "best_acc", "top5", "epochs", "time", "history"}``.
+        Returns ``{"test_acc": last top-1, "top5", "best_acc", "epochs", "time"}``; the per-epoch
+        rows are in ``self.history``.
         """
         os.makedirs(self.out_dir, exist_ok=True)
         if resume:
