@@ -67,6 +67,24 @@ def test_gelu_float32_fast_path_is_exact_to_float32_resolution(rng):
     err = np.abs(y - exact)
     # within a few float32 ulps of |x| everywhere (the scale of the activation's input)
     assert np.max(err / np.spacing(np.maximum(np.abs(x), np.float32(1e-3)))) < 6
+    # the cached derivative g = Phi + x phi (the backward is dout * g) within a few ulps of 1
+    g, = [F.gelu_backward(np.ones_like(x), cache) for cache in [F.gelu_forward(x)[1]]]
+    g_exact = ndtr(xd) + xd * np.exp(-0.5 * xd * xd) / np.sqrt(2 * np.pi)
+    assert g.dtype == np.float32 and np.max(np.abs(g - g_exact)) < 6 * np.spacing(np.float32(1))
+    # extreme and non-finite inputs: the end points of the tables, NaN stays NaN
+    e = np.array([-1e30, -9, 9, 1e30, np.nan], np.float32)
+    ye, ce = F.gelu_forward(e)
+    assert np.allclose(ye[:4], [0, 0, 9, 1e30], atol=1e-12) and np.isnan(ye[4])
+    assert np.allclose(ce[:4], [0, 0, 1, 1], atol=1e-12) and np.isnan(ce[4])
+
+
+def test_gelu_float32_threads_do_not_change_results(monkeypatch, rng):
+    x = (rng.standard_normal((3, 70_000)) * 3).astype(np.float32)
+    monkeypatch.setenv("GSBNP_NUM_THREADS", "1")
+    y1, g1 = F.gelu_forward(x)
+    monkeypatch.setenv("GSBNP_NUM_THREADS", "3")
+    y3, g3 = F.gelu_forward(x)
+    assert np.array_equal(y1, y3) and np.array_equal(g1, g3)
 
 
 def test_softmax(rng):

@@ -33,12 +33,12 @@ M, N rows of the two operands, K packed length, W = ceil(K / 64) words, L flatte
 from __future__ import annotations
 
 import math
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .._threads import default_threads
 from .._validate import as_float_array, check_float, check_int
 from .pack import PackedBits, PackedTernary, pack_mask, pack_signs, pack_ternary
 
@@ -49,15 +49,6 @@ from .pack import PackedBits, PackedTernary, pack_mask, pack_signs, pack_ternary
 TILE_ELEMS = 32768
 # Below this many word-pairs (M * N * W) a product runs on the calling thread only.
 PARALLEL_MIN = 1 << 21
-
-
-def default_threads() -> int:
-    """Threads used when ``threads=None``: the CPUs this process may run on, at most 8."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, 8))
 
 
 def _acc_dtype(K: int):
@@ -216,7 +207,7 @@ def matmul_sign_sign(a: PackedBits, b: PackedBits, *, threads: int | None = None
 
     Args:
         a: sign-packed (..., M, K); b: sign-packed (..., N, K); leading axes broadcast.
-        threads: worker threads (None: all allowed CPUs, at most 8).
+        threads: worker threads (None: ``default_threads()``).
     Returns:
         out: (..., M, N) int32, equal to ``unpack(a) @ unpack(b).swapaxes(-1, -2)``.
     """
@@ -386,7 +377,7 @@ def binary_linear_packed(x: PackedBits, W: PackedBits, alpha_w, alpha_x, bias: n
         bias: (F,) float or None.
         dtype: float32 (default) or float64 output.
         out: optional preallocated (..., F) C-contiguous output of ``dtype``.
-        threads: worker threads (None: all allowed CPUs, at most 8).
+        threads: worker threads (None: ``default_threads()``).
     Returns:
         out: (..., F) of ``dtype``.
     """
