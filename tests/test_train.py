@@ -10,7 +10,7 @@ import pytest
 from gsbnp.data.dataset import Dataset, load_digits
 from gsbnp.models import DeiT, DeiTConfig
 from gsbnp.train.augment import Augment
-from gsbnp.train.pipeline import PipelineConfig, model_config_for, run_pipeline
+from gsbnp.train.pipeline import REPRODUCE_ROWS, PipelineConfig, model_config_for, run_pipeline, run_reproduce
 from gsbnp.train.trainer import (TrainConfig, Trainer, TrainingError, evaluate, load_model,
                                  read_checkpoint, save_checkpoint)
 
@@ -168,3 +168,21 @@ def test_pipeline_writes_results(tmp_path):
     assert saved["config"]["model"]["method"] == "gsb" and saved["wall_time_s"] > 0
     with pytest.raises(ValueError, match="expects 32x32"):
         model_config_for(data, "tiny")
+
+
+def test_reproduce_writes_table_and_json(tmp_path):
+    import json
+    data = tiny_data(64, 20)
+    cfg = model_config_for(data, tiny_cfg())
+    pc = PipelineConfig(epochs_teacher=1, epochs_stage1=1, epochs_stage2=1, batch_size=32)
+    res, table = run_reproduce(data, cfg, pc, str(tmp_path), seeds=(0, 1), progress=False, log=lambda *_: None)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "model" not in line]
+    assert [r.split(" | ")[0][2:] for r in rows] == list(REPRODUCE_ROWS)
+    assert "KD: hard distillation" in table
+    saved = json.loads((tmp_path / "reproduce.json").read_text())
+    assert saved["seeds"] == [0, 1] and set(saved["rows"]) == set(REPRODUCE_ROWS)
+    for accs in saved["rows"].values():
+        assert len(accs) == 2 and all(0.0 <= a <= 1.0 for a in accs)
+    assert all(0.0 <= a <= 1.0 for a in saved["teacher_train_agreement"])
+    assert (tmp_path / "reproduce.md").read_text().strip() == table.strip()
+    assert res["rows"] == saved["rows"]
