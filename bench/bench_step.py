@@ -1,6 +1,6 @@
 """Time one training step (forward, loss, backward) of gsbnp's DeiT, and PyTorch CPU on the same model.
 
-    python bench/bench_step.py                       # tiny preset, batch 64, float32, stages fp + binary
+    python bench/bench_step.py                       # tiny preset, batch 64, float32, stages fp, weights, binary
     python bench/bench_step.py --stages fp --preset digits --batch 128
 
 Prints the median step time of each stage, images/s, and the ratios numpy/torch (full precision)
@@ -48,7 +48,7 @@ def main(argv=None):
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--stages", default="fp,binary", help="comma list of fp, weights, binary")
+    ap.add_argument("--stages", default="fp,weights,binary", help="comma list of fp, weights, binary")
     ap.add_argument("--method", default="gsb", choices=["gsb", "baseline"])
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--json", help="also write the results here")
