@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -273,8 +274,19 @@ COMMANDS = {"train": cmd_train, "reproduce": cmd_reproduce, "eval": cmd_eval, "e
             "ops": cmd_ops, "summary": cmd_summary, "data": cmd_data, "assignments": cmd_assignments}
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (e.g. a learnable scale raised to its floor at initialisation) as one line each."""
+    print(f"gsbnp: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+
 def main(argv=None) -> int:
     """Entry point of the ``gsbnp`` console script; returns the exit code."""
+    with warnings.catch_warnings():  # restores the caller's warning display on return
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv=None) -> int:
     from .train.trainer import TrainingError
     try:
         args = build_parser().parse_args(argv)
