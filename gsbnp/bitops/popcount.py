@@ -20,11 +20,10 @@ On top of these: ``binary_linear_packed`` (the binarized linear layer, Eq. 1) an
 leading axis and over all (i, j) pairs at once by broadcasting).
 
 How the kernel is fast in NumPy: the outer product over (m, n) is done one 64-bit word at a time on
-cache-sized tiles of rows: the activation word is first replicated along the tile (a broadcast copy),
-then xor-ed/and-ed in place with the weight row (so both operands of the ufunc are contiguous in the
-inner loop -- NumPy's stride-0 path for uint64 measured ~1.4x slower), popcounts are accumulated in
-uint8 for up to three words (3 * 64 <= 255) and only then widened. Threads take tiles one at a time;
-NumPy ufuncs release the GIL, so two threads use two cores.
+large tiles of rows (``TILE_ELEMS``): one broadcast xor/and of the activation word (along n) with the
+weight word row (along m), its popcount, and an add; popcounts are accumulated in uint8 for up to three
+words (3 * 64 <= 255) and only then widened. Threads take tiles one at a time; NumPy ufuncs release
+the GIL, so two threads use two cores.
 
 Legend: B batch, H heads, N tokens, Dh head dim, D embed (= K of a linear layer), F output features;
 M, N rows of the two operands, K packed length, W = ceil(K / 64) words, L flattened leading axes.
@@ -42,11 +41,13 @@ from .._threads import default_threads
 from .._validate import as_float_array, check_float, check_int
 from .pack import PackedBits, PackedTernary, pack_mask, pack_signs, pack_ternary
 
-# Elements (rows x columns) of one output tile (21 rows of a 1536-wide output). Per tile element the
-# kernel touches ~16 bytes of scratch (uint64 word, uint8 popcounts, uint16 total, float32 output), so
-# 32K elements keep a tile within a 512 KiB L2 cache. Larger tiles need fewer NumPy calls and were as
-# fast on an idle machine, but slowed down markedly when other processes competed for memory bandwidth.
-TILE_ELEMS = 32768
+# Elements (rows x columns) of one output tile (170 rows of a 1536-wide output). Per word of K each
+# tile element costs one broadcast xor/and (8 bytes written), one popcount and one uint8 add, about
+# 0.85 ns on this project's 2-core reference machine, so NumPy's per-call overhead only vanishes for
+# large tiles: 32K-element tiles ran at 2.2x the float32 BLAS time of the fc1 shape (M=4224, K=384,
+# F=1536) on two threads, 128K-512K at 1.2-1.4x (bench/bench_packed_linear.py). A tile's scratch is
+# ~10 bytes per element per thread (2.5 MiB here).
+TILE_ELEMS = 1 << 18
 # Below this many word-pairs (M * N * W) a product runs on the calling thread only.
 PARALLEL_MIN = 1 << 21
 
@@ -117,8 +118,8 @@ def _popcount_kernel(a3: np.ndarray, bT: np.ndarray, K: int, op, finish, threads
             acc = a_buf[:l1 - l0, :r1 - r0]
             b_rows = bT[0:1] if shared_b else bT[l0:l1]  # (Lt or 1, W, N)
             for w in range(W):
-                np.copyto(t, a3[l0:l1, r0:r1, w, None])  # (Lt, R, N) replicate a's word along n
-                op(t, b_rows[:, None, w, :], out=t)  # (Lt, R, N) b's word row broadcast along m
+                # (Lt, R, 1) op (Lt or 1, 1, N) -> (Lt, R, N): a's word broadcast along n, b's along m
+                op(a3[l0:l1, r0:r1, w, None], b_rows[:, None, w, :], out=t)
                 if w % 3 == 0:
                     np.bitwise_count(t, out=g)
                 else:
