@@ -8,6 +8,8 @@ Public (tutorials and course assignments use it):
   array-valued ``f`` is projected on a (random) upstream gradient ``dout``.
 - ``check_module(module, x, ...)``: every parameter and the input of a ``gsbnp.nn.Module`` against its
   ``backward``, under the frozen-residual surrogate so that STE quantizers are checked too.
+- ``check_surrogate(forward, backward, arrays, ...)``: the same check for a pure forward/backward
+  pair (a quantizer of ``gsbnp.quant``, a functional layer): one relative error per input array.
 - ``FrozenResidual`` (from ``gsbnp.quant.ste``): the surrogate of CONVENTIONS.md.
 
 All checks are meant for float64; in float32 a centred difference has ~1e-3 relative noise.
@@ -21,7 +23,8 @@ import numpy as np
 
 from .quant.ste import FrozenResidual
 
-__all__ = ["rel_error", "numerical_gradient", "check_module", "assert_close", "FrozenResidual"]
+__all__ = ["rel_error", "numerical_gradient", "check_module", "check_surrogate", "assert_close",
+           "FrozenResidual"]
 
 
 def rel_error(a, b) -> float:
@@ -142,6 +145,41 @@ def check_module(module, x: np.ndarray, *, rng: np.random.Generator | None = Non
     if not same:
         raise AssertionError("backward wrote into its upstream gradient dout")
     return errors
+
+
+def check_surrogate(forward: Callable, backward: Callable, arrays, *, rng: np.random.Generator | None = None,
+                    h: float = 1e-5) -> list[float]:
+    """Check a forward/backward pair against the numerical derivative of its frozen-residual surrogate.
+
+    Args:
+        forward: ``forward() -> (out, cache)``; it reads the ``arrays`` (perturbed in place here).
+        backward: ``backward(dout, cache) -> tuple`` of gradients in the order of ``arrays``.
+        arrays: float64 inputs to check (e.g. ``[x, alpha, bias]``).
+        rng: for the random upstream gradient (default: seed 0); h: the centred-difference step.
+    Returns:
+        ``rel_error`` of each analytic gradient, in the order of ``arrays``.
+    Raises:
+        AssertionError: the backward wrote into ``dout``, or the surrogate differs from the function at
+        the check point (a recording/replay mismatch).
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    sur = FrozenResidual()
+    with sur.record():
+        out0, cache = forward()
+    dout = rng.standard_normal(np.shape(out0))
+    dout_copy = dout.copy()
+    grads = backward(dout, cache)
+    if not np.array_equal(dout, dout_copy):
+        raise AssertionError("backward wrote into its upstream gradient dout")
+
+    def replay(_):
+        with sur.replay():
+            return forward()[0]
+
+    if not np.array_equal(replay(None), out0):
+        raise AssertionError("the surrogate differs from the function at the check point")
+    return [rel_error(np.asarray(g, dtype=np.float64).reshape(np.shape(a)), numerical_gradient(replay, a, dout, h))
+            for a, g in zip(arrays, grads)]
 
 
 def assert_close(errors: dict[str, float], tol: float) -> None:

@@ -75,3 +75,24 @@ def test_frozen_replays_statistics_and_detects_graph_changes():
         with sur.record():
             with sur.record():
                 pass
+
+
+def test_check_surrogate_passes_the_sign_ste_and_catches_wrong_backwards():
+    from gsbnp.gradcheck import check_surrogate
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, (4, 5))
+
+    def forward():  # sign with the clipped-identity STE, written with the surrogate's discrete()
+        return discrete(x, np.where(x >= 0, 1.0, -1.0), np.abs(x) <= 1), None
+
+    good = check_surrogate(forward, lambda g, _: (g * (np.abs(x) <= 1),), [x], rng=rng)
+    assert good[0] < 1e-8
+    bad = check_surrogate(forward, lambda g, _: (g,), [x], rng=rng)  # identity STE: wrong outside |x| <= 1
+    assert bad[0] > 1e-2
+
+    def writes_into_dout(g, _):
+        g *= 2
+        return (g,)
+    with pytest.raises(AssertionError, match="wrote into"):
+        check_surrogate(forward, writes_into_dout, [x], rng=rng)
