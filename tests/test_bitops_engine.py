@@ -116,3 +116,29 @@ def test_ops_command_reproduces_table_ix(capsys):
     text = capsys.readouterr().out
     for number in ("146.89", "233.57", "380.46", "267.33"):
         assert number in text
+
+
+def test_trained_tiny_preset_and_its_packed_export_agree(tmp_path):
+    """The ``tiny`` preset itself (32x32x3, D 192, depth 6, 3 heads), trained a little in stage 2:
+    identical test predictions and logits within 1e-5 relative, Eq. 35 dense or bitwise."""
+    d = load_digits()
+
+    def rgb32(x):  # (n, 8, 8, 1) -> (n, 32, 32, 3): each pixel a 4x4 block, grey in all channels
+        return np.repeat(np.repeat(np.repeat(x, 4, axis=1), 4, axis=2), 3, axis=3)
+    d = dataclasses.replace(d, x_train=rgb32(d.x_train[:128]), y_train=d.y_train[:128],
+                            x_test=rgb32(d.x_test[:64]), y_test=d.y_test[:64])
+    m = DeiT(DeiTConfig.preset("tiny", num_classes=10), rng=np.random.default_rng(0)).set_precision("binary")
+    aug = Augment(crop_padding=0, hflip=False, randaug_num_ops=0, reprob=0.0)
+    Trainer(m, d, TrainConfig(epochs=1, batch_size=64, augment=aug), out_dir=tmp_path, name="t",
+            progress=False).fit()
+    info = export_packed(tmp_path / "t_last.npz", tmp_path / "packed.npz")
+    assert info["binarized_layers"] == 6 * 4
+    model, meta = load_model(tmp_path / "t_last.npz")
+    model.eval()
+    x = eval_transform(d.x_test, meta["mean"], meta["std"])
+    a = model.forward(x)
+    for av_bitwise in (False, True):
+        packed, _ = load_packed(tmp_path / "packed.npz", av_bitwise=av_bitwise)
+        b = packed.forward(x)
+        assert np.array_equal(a.argmax(1), b.argmax(1))
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
