@@ -19,12 +19,17 @@ def layernorm_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: 
         y: (..., D)
         cache: (x_hat (..., D), rstd (..., 1), weight)
     """
+    D = x.shape[-1]
     mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
     xc = x - mu
-    var = np.mean(xc * xc, axis=-1, keepdims=True)  # biased variance, as torch
+    # biased variance, as torch; einsum sums xc * xc row by row without a temporary (..., D) array
+    var = np.einsum("...d,...d->...", xc, xc)[..., None] / x.dtype.type(D)  # (..., 1)
     rstd = 1.0 / np.sqrt(var + eps)  # (..., 1)
-    x_hat = xc * rstd
-    return x_hat * weight + bias, (x_hat, rstd, weight)
+    x_hat = xc
+    x_hat *= rstd  # in place: xc is not needed again
+    y = x_hat * weight
+    y += bias
+    return y, (x_hat, rstd, weight)
 
 
 def layernorm_backward(dout: np.ndarray, cache):
@@ -38,11 +43,15 @@ def layernorm_backward(dout: np.ndarray, cache):
     """
     # BEGIN SOLUTION Task 1.1: LayerNorm backward
     x_hat, rstd, weight = cache
-    lead = tuple(range(dout.ndim - 1))
-    dweight = np.sum(dout * x_hat, axis=lead)  # y = x_hat * weight + bias
-    dbias = np.sum(dout, axis=lead)
-    g = dout * weight  # (..., D)
-    dx = rstd * (g - g.mean(axis=-1, keepdims=True)
-                 - x_hat * np.mean(g * x_hat, axis=-1, keepdims=True))
-    return dx, dweight, dbias
+    D = dout.shape[-1]
+    d2, xh2 = dout.reshape(-1, D), x_hat.reshape(-1, D)  # (M, D) views, M = product of leading axes
+    dweight = np.einsum("md,md->d", d2, xh2)  # y = x_hat * weight + bias: sum over M of dout * x_hat
+    dbias = d2.sum(axis=0)
+    g = dout * weight  # (..., D), the gradient reaching x_hat
+    mean_g = g.mean(axis=-1, keepdims=True)  # (..., 1)
+    mean_gx = np.einsum("...d,...d->...", g, x_hat)[..., None] / dout.dtype.type(D)  # (..., 1)
+    g -= mean_g
+    g -= x_hat * mean_gx
+    g *= rstd  # dx
+    return g, dweight, dbias
     # END SOLUTION
