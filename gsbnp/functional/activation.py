@@ -119,7 +119,8 @@ def softmax_forward(x: np.ndarray):
     Returns:
         y: (..., N), rows sum to 1; cache: y.
     """
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    e = x - x.max(axis=-1, keepdims=True)
+    np.exp(e, out=e)  # in place: one (..., N) array in all
     e /= e.sum(axis=-1, keepdims=True)
     return e, e
 
@@ -127,4 +128,6 @@ def softmax_forward(x: np.ndarray):
 def softmax_backward(dout: np.ndarray, cache):
     """``dx = y * (dout - sum(dout * y))`` over the last axis (Jacobian-vector product). Returns dx."""
     y = cache
-    return y * (dout - np.sum(dout * y, axis=-1, keepdims=True))
+    dx = dout - np.einsum("...n,...n->...", dout, y)[..., None]  # row sums of dout * y, no temporary
+    dx *= y
+    return dx

@@ -37,7 +37,8 @@ def attention_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, num_heads: in
     H = num_heads
     qh, kh, vh = split_heads(q, H), split_heads(k, H), split_heads(v, H)
     scale = q.dtype.type(1.0 / np.sqrt(qh.shape[-1]))
-    S = (qh @ kh.swapaxes(-1, -2)) * scale  # (B, H, N, N)
+    S = qh @ kh.swapaxes(-1, -2)  # (B, H, N, N)
+    S *= scale
     A, _ = softmax_forward(S)
     out = merge_heads(A @ vh)  # (B, N, D)
     return out, {"qh": qh, "kh": kh, "vh": vh, "A": A, "scale": scale}
@@ -51,7 +52,8 @@ def attention_backward(dout: np.ndarray, cache):
     dY = split_heads(dout, H)  # out = merge(Y), Y = A @ vh     (B, H, N, Dh)
     dA = dY @ vh.swapaxes(-1, -2)  # (B, H, N, N)
     dvh = A.swapaxes(-1, -2) @ dY  # (B, H, N, Dh)
-    dS = softmax_backward(dA, A) * scale  # A = softmax(S), S = q k^T * scale
+    dS = softmax_backward(dA, A)  # A = softmax(S), S = q k^T * scale
+    dS *= scale
     dqh = dS @ kh  # (B, H, N, Dh)
     dkh = dS.swapaxes(-1, -2) @ qh
     return merge_heads(dqh), merge_heads(dkh), merge_heads(dvh)
