@@ -4,8 +4,9 @@
     python bench/bench_step.py --stages fp --preset digits --batch 128
 
 Prints the median step time of each stage, images/s, and the ratios numpy/torch (full precision)
-and binary/fp (numpy), all measured in this one run. PyTorch is optional (``pip install
-torch==2.13.0``, the CPU wheel) and runs with 2 threads. OPENBLAS_* variables are left as they are.
+and binary/fp (numpy), all measured in this one run; the contenders are timed in turns (round
+robin) so that machine noise hits them alike. PyTorch is optional (``pip install torch==2.13.0``,
+the CPU wheel) and runs with 2 threads. OPENBLAS_* variables are left as they are.
 """
 
 from __future__ import annotations
@@ -32,15 +33,23 @@ def numpy_step(model, x, y):
     return 0.5 * (l1 + l2)
 
 
-def median_time(fn, repeats: int, warmup: int = 2) -> float:
+def round_robin(steps: dict, repeats: int, warmup: int = 2, pause: float = 0.3) -> dict:
+    """Median seconds of each callable, timed in turns (a, b, c, a, b, c, ...) after ``warmup`` turns.
+
+    Each timed call starts after ``pause`` seconds: BLAS and OpenMP worker threads spin for a while
+    after a call and would otherwise slow down whichever contender runs next.
+    """
     for _ in range(warmup):
-        fn()
-    ts = []
+        for fn in steps.values():
+            fn()
+    ts = {name: [] for name in steps}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+        for name, fn in steps.items():
+            time.sleep(pause)
+            t = time.perf_counter()
+            fn()
+            ts[name].append(time.perf_counter() - t)
+    return {name: float(np.median(v)) for name, v in ts.items()}
 
 
 def main(argv=None):
@@ -59,11 +68,10 @@ def main(argv=None):
     x = rng.standard_normal((args.batch, cfg.in_chans, cfg.img_size, cfg.img_size)).astype(np.float32)
     y = rng.integers(0, cfg.num_classes, args.batch)
     res = {"preset": args.preset, "batch": args.batch, "method": args.method, "numpy": {}}
+    steps = {}  # every contender, timed round-robin so that machine noise hits all of them alike
     for stage in args.stages.split(","):
         model = DeiT(cfg, rng=np.random.default_rng(0)).set_precision(stage)
-        t = median_time(lambda: numpy_step(model, x, y), args.repeats)
-        res["numpy"][stage] = t
-        print(f"numpy  {stage:8s} step {t * 1e3:8.1f} ms   {args.batch / t:8.1f} img/s", flush=True)
+        steps["numpy " + stage] = (lambda m: lambda: numpy_step(m, x, y))(model)
     try:
         import torch
     except ImportError:
@@ -81,12 +89,17 @@ def main(argv=None):
             c, d = tm(xt)
             loss = 0.5 * (lossf(c, yt) + lossf(d, yt))
             loss.backward()
-        t = median_time(tstep, args.repeats)
-        res["torch_fp"] = t
-        print(f"torch  fp       step {t * 1e3:8.1f} ms   {args.batch / t:8.1f} img/s "
-              f"(torch {torch.__version__}, {args.threads} threads)")
-        if "fp" in res["numpy"]:
-            print(f"ratio numpy/torch (fp): {res['numpy']['fp'] / t:.2f}")
+        steps["torch fp"] = tstep
+    times = round_robin(steps, args.repeats)
+    for name, t in times.items():
+        extra = f" (torch {torch.__version__}, {args.threads} threads)" if name.startswith("torch") else ""
+        print(f"{name:14s} step {t * 1e3:8.1f} ms   {args.batch / t:8.1f} img/s{extra}")
+        if name.startswith("numpy"):
+            res["numpy"][name.split()[1]] = t
+        else:
+            res["torch_fp"] = t
+    if "torch_fp" in res and "fp" in res["numpy"]:
+        print(f"ratio numpy/torch (fp): {res['numpy']['fp'] / res['torch_fp']:.2f}")
     if "fp" in res["numpy"] and "binary" in res["numpy"]:
         print(f"ratio binary/fp (numpy): {res['numpy']['binary'] / res['numpy']['fp']:.2f}")
     if args.json:

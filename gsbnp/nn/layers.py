@@ -114,14 +114,16 @@ class Linear(Module):
         if self.binarize_weights:
             W, wcache = Q.weight_binarize_forward(W)
         if s_x is not None and wcache is not None:
-            out, lcache = self._binary_product(x, s_x, W, wcache["alpha"], p.get("b"))
+            # the quantizer's codes (+-1 or {0, 1}) are x / s_x exactly, except under a surrogate
+            codes = acache["value"] if "value" in acache and not surrogate_active() else None
+            out, lcache = self._binary_product(x, s_x, W, wcache["alpha"], p.get("b"), codes)
         else:
             out, lcache = F.linear_forward(x, W, p.get("b"))
         self._cache = (lcache, acache, wcache)
         return out
 
     @staticmethod
-    def _binary_product(x_b, s_x, W_b, s_w, b):
+    def _binary_product(x_b, s_x, W_b, s_w, b, codes=None):
         """``x_b @ W_b.T + b`` computed as Eq. 1 writes it: ``s_x s_w (B(x) . B(W)^T) + b``.
 
         ``x_b / s_x`` and ``W_b / s_w`` are exactly +-1 (or {0, 1}), so the float product of the binary
@@ -129,12 +131,16 @@ class Linear(Module):
         the packed xnor/popcount engine computes. (Multiplying the scaled codes directly would let
         BLAS's rounding decide the sign of outputs whose exact value is 0.) Mathematically it is
         ``x_b @ W_b.T + b``, so ``linear_backward`` applies unchanged; the cache is the same.
+        ``codes``: ``x_b / s_x`` when the caller has it (the quantizer's values), else computed.
         """
         dt = x_b.dtype.type
-        codes = (x_b / s_x).reshape(-1, x_b.shape[-1])  # exactly +-1 or {0, 1}    (M, D)
+        if codes is None:
+            codes = x_b / s_x
+        codes = codes.reshape(-1, x_b.shape[-1])  # exactly +-1 or {0, 1}           (M, D)
         dot = codes @ (W_b / dt(s_w)).T  # exact integers                          (M, F)
         scale = s_x * dt(s_w)  # scalar, or (B, 1, ..., 1) per sample
-        out = dot.reshape(*x_b.shape[:-1], W_b.shape[0]) * scale
+        out = dot.reshape(*x_b.shape[:-1], W_b.shape[0])
+        out *= scale
         if b is not None:
             out += b
         return out, (x_b, W_b, b is not None)
