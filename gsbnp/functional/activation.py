@@ -44,12 +44,12 @@ def _tables() -> tuple[np.ndarray, ...]:
     return _lut
 
 
-def _gelu_fast32(x: np.ndarray, need_grad: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+def _gelu_fast32(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """GELU(x) and its derivative for float32 x by table lookup and linear interpolation."""
     cdf_t, cdf_d, der_t, der_d = _tables()
     xf = np.ascontiguousarray(x).reshape(-1)
     y = np.empty_like(xf)
-    g = np.empty_like(xf) if need_grad else None
+    g = np.empty_like(xf)
     scale, shift = np.float32(_LUT_STEPS), np.float32(_LUT_RANGE * _LUT_STEPS)
     top = np.float32(2 * _LUT_RANGE * _LUT_STEPS - 1)
 
@@ -72,14 +72,13 @@ def _gelu_fast32(x: np.ndarray, need_grad: bool = True) -> tuple[np.ndarray, np.
             ts *= us
             ts += np.take(cdf_t, js, mode="clip")
             np.multiply(xs, ts, out=y[s:s + e])
-            if g is not None:
-                gs = g[s:s + e]
-                np.take(der_d, js, mode="clip", out=gs)
-                gs *= us
-                gs += np.take(der_t, js, mode="clip")
+            gs = g[s:s + e]
+            np.take(der_d, js, mode="clip", out=gs)
+            gs *= us
+            gs += np.take(der_t, js, mode="clip")
 
     parallel_ranges(run, xf.size, min_per_thread=_CHUNK)
-    return y.reshape(x.shape), (g.reshape(x.shape) if g is not None else None)
+    return y.reshape(x.shape), g.reshape(x.shape)
 
 
 def normal_cdf(x: np.ndarray) -> np.ndarray:
