@@ -46,7 +46,7 @@ from .pack import PackedBits, PackedTernary, pack_mask, pack_signs, pack_ternary
 # 0.85 ns on this project's 2-core reference machine, so NumPy's per-call overhead only vanishes for
 # large tiles: 32K-element tiles ran at 2.2x the float32 BLAS time of the fc1 shape (M=4224, K=384,
 # F=1536) on two threads, 128K-512K at 1.2-1.4x (bench/bench_packed_linear.py). A tile's scratch is
-# ~10 bytes per element per thread (2.5 MiB here).
+# ~12 bytes per element per thread (3 MiB here).
 TILE_ELEMS = 1 << 18
 # Below this many word-pairs (M * N * W) a product runs on the calling thread only.
 PARALLEL_MIN = 1 << 21
