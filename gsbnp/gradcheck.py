@@ -178,7 +178,8 @@ def check_surrogate(forward: Callable, backward: Callable, arrays, *, rng: np.ra
 
     if not np.array_equal(replay(None), out0):
         raise AssertionError("the surrogate differs from the function at the check point")
-    return [rel_error(np.asarray(g, dtype=np.float64).reshape(np.shape(a)), numerical_gradient(replay, a, dout, h))
+    return [rel_error(np.asarray(g, dtype=np.float64).reshape(np.shape(a)),
+                      numerical_gradient(replay, a, dout, h))
             for a, g in zip(arrays, grads)]
 
 

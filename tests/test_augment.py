@@ -306,3 +306,16 @@ def test_pipeline_bad_input():
     x0 = x.copy()
     tf(x, np.arange(B), rng())
     np.testing.assert_array_equal(x, x0)  # the caller's batch is never modified
+
+
+def test_is_identity_means_the_transform_only_normalises():
+    off = dict(crop_padding=0, hflip=False, randaug_num_ops=0, reprob=0.0)
+    plain = Augment(**off)
+    assert plain.is_identity and not Augment().is_identity
+    for change in (dict(crop_padding=1), dict(hflip=True), dict(randaug_num_ops=1), dict(reprob=0.5),
+                   dict(mixup_alpha=0.2), dict(cutmix_alpha=1.0), dict(label_smoothing=0.1)):
+        assert not Augment(**{**off, **change}).is_identity, change
+    x, y = images(C=1), np.arange(B)
+    xo, t = build_train_transform(plain, (0.13,), (0.31,))(x, y, rng(1))
+    np.testing.assert_array_equal(xo, Normalize((0.13,), (0.31,))(x))
+    np.testing.assert_array_equal(t, y)

@@ -98,8 +98,7 @@ NB00 = [
     full precision, as in the paper. (In small mode the model has 2 blocks of width 32.)
     """),
     code('''
-    import dataclasses
-    from gsbnp.models import DeiT, DeiTConfig
+    from gsbnp.models import DeiT
     from gsbnp.train.pipeline import model_config_for
     cfg = model_config_for(data, "digits", **(dict(depth=2, embed_dim=32) if SMALL else {}))
     print(cfg)
@@ -319,7 +318,8 @@ NB01 = [
     statistic frozen. It equals the real function at `x0`, and its derivative is exactly the
     straight-through gradient — so a centred difference of the surrogate must match the hand-written
     backward to ~1e-10. Every quantizer calls two hooks, `discrete(...)` and `frozen(...)`, that do
-    nothing outside a check; `FrozenResidual` records and replays them.
+    nothing outside a check; `FrozenResidual` records and replays them. Here the steps are written
+    out; `gsbnp.gradcheck.check_surrogate(forward, backward, arrays)` packages them (tutorial 04 uses it).
     """),
     code('''
     rng = np.random.default_rng(2)
@@ -682,7 +682,7 @@ NB04 = [
 import tempfile
 from gsbnp import quant as Q
 from gsbnp.data import channel_stats, load_digits
-from gsbnp.gradcheck import FrozenResidual, numerical_gradient, rel_error
+from gsbnp.gradcheck import check_surrogate, rel_error
 from gsbnp.train.augment import eval_transform
 from gsbnp.train.pipeline import PipelineConfig, model_config_for, train_teacher
 
@@ -797,16 +797,9 @@ print(f"trained full-precision DeiT: test accuracy {res['test_acc']:.3f};  A_re 
 
     small = np.ascontiguousarray(A_ret[:2, :, :6, :6])  # a slice keeps the finite differences quick
     al = np.maximum(alphas, 0.01)  # any positive scales will do; keep them off the floor 1e-5
-    sur = FrozenResidual()
-    with sur.record():
-        out0, c0 = Q.gsb_attention_forward(small, al, k, scale_grad="sum")
-    g0 = np.random.default_rng(1).standard_normal(out0.shape)
-    dA0, dal0 = Q.gsb_attention_backward(g0, c0)
-    def replay(_):
-        with sur.replay():
-            return Q.gsb_attention_forward(small, al, k, scale_grad="sum")[0]
-    print("frozen-residual check: dA_ret", f"{rel_error(dA0, numerical_gradient(replay, small, g0)):.1e}",
-          " dalphas", f"{rel_error(dal0, numerical_gradient(replay, al, g0)):.1e}")'''),
+    err_A, err_al = check_surrogate(lambda: Q.gsb_attention_forward(small, al, k, scale_grad="sum"),
+                                    Q.gsb_attention_backward, [small, al], rng=np.random.default_rng(1))
+    print("frozen-residual check: dA_ret", f"{err_A:.1e}", " dalphas", f"{err_al:.1e}")'''),
     md("""
     ## Eqs. 26-34: the value matrix
 
@@ -828,16 +821,9 @@ print(f"trained full-precision DeiT: test accuracy {res['test_acc']:.3f};  A_re 
           round(rel_l2(V0, Q.gsb_value_forward(V0, Q.gsb_value_init(V0, 0), 0)[0]), 3))
     Vs = np.ascontiguousarray(V0[:2, :, :5, :4])
     bs = Q.gsb_value_init(Vs, k)
-    sur = FrozenResidual()
-    with sur.record():
-        out0, c0 = Q.gsb_value_forward(Vs, bs, k, scale_grad="sum")
-    g0 = np.random.default_rng(2).standard_normal(out0.shape)
-    dV, db = Q.gsb_value_backward(g0, c0)
-    def replay(_):
-        with sur.replay():
-            return Q.gsb_value_forward(Vs, bs, k, scale_grad="sum")[0]
-    print("frozen-residual check: dV0", f"{rel_error(dV, numerical_gradient(replay, Vs, g0)):.1e}",
-          " dbetas", f"{rel_error(db, numerical_gradient(replay, bs, g0)):.1e}")'''),
+    err_V, err_b = check_surrogate(lambda: Q.gsb_value_forward(Vs, bs, k, scale_grad="sum"),
+                                   Q.gsb_value_backward, [Vs, bs], rng=np.random.default_rng(2))
+    print("frozen-residual check: dV0", f"{err_V:.1e}", " dbetas", f"{err_b:.1e}")'''),
     md("""
     ## Eq. 35: the output as (k+1)^2 binary products
 

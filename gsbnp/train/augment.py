@@ -461,6 +461,12 @@ class Augment:
         """True when the transform returns (B, K) soft targets instead of integer labels."""
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0 or self.label_smoothing > 0
 
+    @property
+    def is_identity(self) -> bool:
+        """True when the transform only normalises: no image op is on and the targets are the labels."""
+        return (not self.crop_padding and not self.hflip and not self.randaug_num_ops and not self.reprob
+                and not self.soft_targets)
+
 
 class TrainTransform:
     """The training pipeline of an ``Augment`` config: ``(x_uint8, y, rng) -> (x_float, targets)``.

@@ -210,9 +210,7 @@ def run_reproduce(data: Dataset, cfg: DeiTConfig, pc: PipelineConfig, out: str, 
     lines.append(f"KD: {kd} distillation from the full-precision model of the same seed, whose argmax equals "
                  f"the label on {np.mean(agreement) * 100:.2f}% of the training images (mean over seeds).")
     aug2 = pc.augment_binary or default_augment(data, binary=True)
-    identity = (aug2.crop_padding == 0 and not aug2.hflip and aug2.randaug_num_ops == 0 and aug2.reprob == 0
-                and aug2.mixup_alpha == 0 and aug2.cutmix_alpha == 0 and aug2.label_smoothing == 0)
-    if kd == "hard" and min(agreement) == 1.0 and identity:
+    if kd == "hard" and min(agreement) == 1.0 and aug2.is_identity:
         lines.append("With every hard target equal to its label and no augmentation in stage 2, GSB + KD "
                      "optimises exactly the loss of GSB w/o KD: the two rows coincide by construction.")
     table = "\n".join(lines)
