@@ -57,3 +57,19 @@ def parallel_ranges(fn, n: int, *, min_per_thread: int, threads: int | None = No
     fn(bounds[0], bounds[1])
     for f in futures:
         f.result()  # re-raises a worker's exception here
+
+
+def run_on_threads(fn, threads: int) -> None:
+    """Call ``fn()`` once on each of ``threads`` threads (the calling thread is one of them) and wait.
+
+    For work queues: every call pulls items until none are left. A worker's exception is re-raised.
+    """
+    if threads <= 1:
+        fn()
+        return
+    futures = [_get_pool().submit(fn) for _ in range(min(threads, _MAX_THREADS) - 1)]
+    try:
+        fn()
+    finally:
+        for f in futures:
+            f.result()

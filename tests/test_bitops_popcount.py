@@ -271,3 +271,27 @@ def test_empty_rows_single_vector_and_thread_argument():
     np.testing.assert_allclose(out, alpha_w * (x @ np.where(W - W.mean() >= 0, 1, -1).T), rtol=1e-12)
     with pytest.raises(ValueError, match="threads"):
         matmul_sign_sign(pack_signs(np.ones((3, 70))), b, threads=0)
+
+
+def test_kernel_restores_ufunc_buffer_size_and_reraises_worker_errors(tiny_tiles):
+    """The kernel shrinks NumPy's ufunc buffer only while it runs, in every thread it uses."""
+    rng = np.random.default_rng(12)
+    a, b = _pm1(rng, (40, 130)), _pm1(rng, (600, 130))  # rows of 600 words: buffer 592
+    before = np.getbufsize()
+    np.testing.assert_array_equal(matmul_sign_sign(pack_signs(a), pack_signs(b), threads=2), a @ b.T)
+    assert np.getbufsize() == before
+    assert pc._bufsize(600) == 592 and pc._bufsize(5) == 16 and pc._bufsize(10 ** 6) == 8192
+
+    calls = []
+
+    def finish(l0, l1, r0, r1, counts):
+        calls.append((r0, np.getbufsize()))
+        if r0 > 0:
+            raise RuntimeError("boom in a tile")
+
+    a3 = pack_signs(a).words[None]
+    bT = np.ascontiguousarray(pack_signs(b).words.T)[None]
+    with pytest.raises(RuntimeError, match="boom"):
+        pc._popcount_kernel(a3, bT, 130, np.bitwise_xor, finish, threads=2)
+    assert calls and all(bs == 592 for _, bs in calls)
+    assert np.getbufsize() == before

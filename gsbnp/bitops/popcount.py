@@ -22,8 +22,10 @@ leading axis and over all (i, j) pairs at once by broadcasting).
 How the kernel is fast in NumPy: the outer product over (m, n) is done one 64-bit word at a time on
 large tiles of rows (``TILE_ELEMS``): one broadcast xor/and of the activation word (along n) with the
 weight word row (along m), its popcount, and an add; popcounts are accumulated in uint8 for up to three
-words (3 * 64 <= 255) and only then widened. Threads take tiles one at a time; NumPy ufuncs release
-the GIL, so two threads use two cores.
+words (3 * 64 <= 255) and only then widened. NumPy's ufunc buffer is set no longer than a row while
+the kernel runs (``_bufsize``): with the default buffer the broadcast xor takes NumPy's buffered path
+at ~2.7x the cost. Threads take tiles one at a time; NumPy ufuncs release the GIL, so two threads use
+two cores.
 
 Legend: B batch, H heads, N tokens, Dh head dim, D embed (= K of a linear layer), F output features;
 M, N rows of the two operands, K packed length, W = ceil(K / 64) words, L flattened leading axes.
@@ -33,20 +35,20 @@ from __future__ import annotations
 
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .._threads import default_threads
+from .._threads import default_threads, run_on_threads
 from .._validate import as_float_array, check_float, check_int
 from .pack import PackedBits, PackedTernary, pack_mask, pack_signs, pack_ternary
 
 # Elements (rows x columns) of one output tile (170 rows of a 1536-wide output). Per word of K each
-# tile element costs one broadcast xor/and (8 bytes written), one popcount and one uint8 add, about
-# 0.85 ns on this project's 2-core reference machine, so NumPy's per-call overhead only vanishes for
-# large tiles: 32K-element tiles ran at 2.2x the float32 BLAS time of the fc1 shape (M=4224, K=384,
-# F=1536) on two threads, 128K-512K at 1.2-1.4x (bench/bench_packed_linear.py). A tile's scratch is
-# ~12 bytes per element per thread (3 MiB here).
+# tile element costs one broadcast xor/and (8 bytes written, ~0.23 ns on this project's 2-core
+# reference machine), one popcount (~0.42 ns) and one uint8 add (~0.04 ns), so NumPy's per-call
+# overhead (and, with two threads, the wait for the GIL between calls) only vanishes for large tiles:
+# on the fc1 shape (M=4224, K=384, F=1536) with two threads, 32K-64K-element tiles took ~1.5x the time
+# of 256K-512K (bench/bench_packed_linear.py). A tile's scratch is ~12 bytes per element per thread
+# (3 MiB here).
 TILE_ELEMS = 1 << 18
 # Below this many word-pairs (M * N * W) a product runs on the calling thread only.
 PARALLEL_MIN = 1 << 21
@@ -59,6 +61,17 @@ def _acc_dtype(K: int):
     if K <= 65535:
         return np.uint16
     return np.uint32
+
+
+def _bufsize(N: int) -> int:
+    """NumPy ufunc buffer size for broadcasting an (R, 1) word column against an (N,) word row.
+
+    With the default buffer (8192 elements) NumPy iterates such a broadcast through its buffered
+    path whenever a row is shorter than the buffer, at ~0.6 ns per uint64 element on the reference
+    machine; with a buffer no longer than a row it runs the contiguous SIMD loop row by row, ~0.23 ns
+    (fc1's N = 1536: 2.7x faster). The size must be a multiple of 16.
+    """
+    return max(16, min(8192, N // 16 * 16))
 
 
 def _tiles(L: int, M: int, N: int, target: int) -> list[tuple[int, int, int, int]]:
@@ -106,6 +119,11 @@ def _popcount_kernel(a3: np.ndarray, bT: np.ndarray, K: int, op, finish, threads
         p_buf = np.empty((lt, rt, N), np.uint8)  # its popcount
         g_buf = np.empty((lt, rt, N), np.uint8)  # sum of up to 3 popcounts (<= 192)
         a_buf = g_buf if W <= 3 else np.empty((lt, rt, N), acc_dt)  # total count (<= K)
+        with np.errstate():  # restores NumPy's ufunc buffer size on exit (it is context-local)
+            np.setbufsize(_bufsize(N))
+            run(t_buf, p_buf, g_buf, a_buf)
+
+    def run(t_buf, p_buf, g_buf, a_buf):
         while True:
             with lock:
                 tile = next(queue, None)
@@ -132,14 +150,7 @@ def _popcount_kernel(a3: np.ndarray, bT: np.ndarray, K: int, op, finish, threads
                         np.add(acc, g, out=acc)
             finish(l0, l1, r0, r1, acc)
 
-    if n_thr == 1:
-        work()
-        return
-    with ThreadPoolExecutor(max_workers=n_thr - 1) as pool:
-        futures = [pool.submit(work) for _ in range(n_thr - 1)]
-        work()  # the calling thread works too
-        for f in futures:
-            f.result()  # re-raises a worker's exception
+    run_on_threads(work, n_thr)  # the calling thread works too
 
 
 def _check_operand(x, name: str, kinds: tuple, matrix: bool = True) -> None:
