@@ -31,11 +31,12 @@ try:
 except ImportError:  # a checkout without `pip install -e .`: use the package next to tutorials/
     sys.path.insert(0, os.path.abspath(".."))
     import gsbnp
-import warnings
 import numpy as np
 import matplotlib.pyplot as plt
 plt.rcParams.update({"figure.dpi": 80, "axes.grid": True, "grid.alpha": 0.3})
 print(f"gsbnp {gsbnp.__version__}, numpy {np.__version__}, small mode: {SMALL}")'''
+# the same, for notebooks that silence or record warnings
+SETUP_WARNINGS = SETUP.replace("import numpy as np", "import warnings\nimport numpy as np", 1)
 
 
 def md(text: str):
@@ -72,7 +73,7 @@ NB00 = [
     | 05 | two-stage training, distillation, overfitting on limited data (Eq. 36, Fig. 11) |
     | 06 | operation counts (Table IX) and packed inference |
     """),
-    code(SETUP),
+    code(SETUP_WARNINGS),
     md("""
     ## The data
 
@@ -676,7 +677,7 @@ NB04 = [
     binarized `Q_b K_b^T`) — draw Fig. 9, check the backward passes (Eqs. 14-20, 28-32) numerically,
     verify Eq. 35, and finish with a gradient check of a whole binarized GSB-DeiT.
     """),
-    code(SETUP),
+    code(SETUP_WARNINGS),
     code(QKV_HELPER + '''
 
 import tempfile
@@ -891,7 +892,7 @@ NB05 = [
     its training loss towards zero while its test loss stays high (overfitting); the binarized model
     cannot fit as tightly. We reproduce that experiment in miniature on a few hundred digits.
     """),
-    code(SETUP),
+    code(SETUP_WARNINGS),
     md("""
     ## Eq. 36
 
@@ -1021,7 +1022,7 @@ NB06 = [
     popcount products really are the matrix products, and runs a binarized layer and GSB's attention
     output on packed bits.
     """),
-    code(SETUP),
+    code(SETUP_WARNINGS),
     md("""
     ## Table IX
 

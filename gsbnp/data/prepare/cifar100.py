@@ -166,9 +166,7 @@ def _prepare(out, *, size, cache, source, md5, progress) -> tuple[Path, str]:
 
 
 def _parse_and_run(argv) -> str:
-    parser = make_parser(NAME, __doc__, default_size=NATIVE_SIZE)
-    parser.add_argument("--cache", type=Path, default=Path("data_cache"),
-                        help="download / extraction directory (default: data_cache)")
+    parser = make_parser(NAME, __doc__, default_size=NATIVE_SIZE, download=True)
     parser.add_argument("--source", default=URL, help="URL or local path of the archive "
                         "(default: the official URL)")
     parser.add_argument("--md5", default=MD5, help="MD5 to expect from --source (default: the "

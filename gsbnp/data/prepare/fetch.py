@@ -396,14 +396,18 @@ class _Parser(argparse.ArgumentParser):
         raise PrepareError(message)
 
 
-def make_parser(name: str, description: str, *, default_size: int) -> argparse.ArgumentParser:
-    """Parser with the flags every script has: ``--out``, ``--size``."""
+def make_parser(name: str, description: str, *, default_size: int,
+                download: bool = False) -> argparse.ArgumentParser:
+    """Parser with the flags every script has: ``--out``, ``--size`` (and ``--cache`` for downloads)."""
     parser = _Parser(prog=f"gsbnp data prepare {name}", description=description,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=None,
                         help=f"output .npz (default: data_cache/{name}_SIZE.npz)")
     parser.add_argument("--size", type=int, default=default_size,
                         help=f"output image side in pixels (default: {default_size})")
+    if download:
+        parser.add_argument("--cache", type=Path, default=Path("data_cache"),
+                            help="download / extraction directory (default: data_cache)")
     return parser
 
 

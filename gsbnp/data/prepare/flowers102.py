@@ -176,9 +176,7 @@ def _prepare(out, *, size, cache, source, md5s, progress) -> tuple[Path, str]:
 
 
 def _parse_and_run(argv) -> str:
-    parser = make_parser(NAME, __doc__, default_size=DEFAULT_SIZE)
-    parser.add_argument("--cache", type=Path, default=Path("data_cache"),
-                        help="download / extraction directory (default: data_cache)")
+    parser = make_parser(NAME, __doc__, default_size=DEFAULT_SIZE, download=True)
     parser.add_argument("--source", default=BASE_URL, help="base URL or local directory holding "
                         "102flowers.tgz, imagelabels.mat, setid.mat (default: the official URL)")
     parser.add_argument("--md5", action="append", metavar="NAME=HEX",
