@@ -63,6 +63,7 @@ def run_on_threads(fn, threads: int) -> None:
     """Call ``fn()`` once on each of ``threads`` threads (the calling thread is one of them) and wait.
 
     For work queues: every call pulls items until none are left. A worker's exception is re-raised.
+    Not to be called from inside a pool worker (the pool is shared and could run out of threads).
     """
     if threads <= 1:
         fn()

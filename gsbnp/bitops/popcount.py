@@ -66,10 +66,11 @@ def _acc_dtype(K: int):
 def _bufsize(N: int) -> int:
     """NumPy ufunc buffer size for broadcasting an (R, 1) word column against an (N,) word row.
 
-    With the default buffer (8192 elements) NumPy iterates such a broadcast through its buffered
-    path whenever a row is shorter than the buffer, at ~0.6 ns per uint64 element on the reference
-    machine; with a buffer no longer than a row it runs the contiguous SIMD loop row by row, ~0.23 ns
-    (fc1's N = 1536: 2.7x faster). The size must be a multiple of 16.
+    Measured with NumPy 2.4 on the reference machine: with the default buffer (8192 elements) this
+    broadcast xor took ~0.6 ns per uint64 element for rows of 192 to 1536 words (NumPy's buffered
+    iteration); with a buffer no longer than a row it runs row by row at ~0.23 ns (N = 192: ~0.37 ns;
+    fc1's N = 1536: 2.7x faster). Rows of ~4K words were fast either way, rows under ~100 words slow
+    either way. The size must be a multiple of 16 (NumPy's rule).
     """
     return max(16, min(8192, N // 16 * 16))
 
