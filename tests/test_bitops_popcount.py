@@ -280,7 +280,7 @@ def test_kernel_restores_ufunc_buffer_size_and_reraises_worker_errors(tiny_tiles
     before = np.getbufsize()
     np.testing.assert_array_equal(matmul_sign_sign(pack_signs(a), pack_signs(b), threads=2), a @ b.T)
     assert np.getbufsize() == before
-    assert pc._bufsize(600) == 592 and pc._bufsize(5) == 16 and pc._bufsize(10 ** 6) == 8192
+    assert pc._bufsize(600) == 592 and pc._bufsize(127) == 8192 and pc._bufsize(10 ** 6) == 8192
 
     calls = []
 

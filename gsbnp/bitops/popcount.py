@@ -22,8 +22,8 @@ leading axis and over all (i, j) pairs at once by broadcasting).
 How the kernel is fast in NumPy: the outer product over (m, n) is done one 64-bit word at a time on
 large tiles of rows (``TILE_ELEMS``): one broadcast xor/and of the activation word (along n) with the
 weight word row (along m), its popcount, and an add; popcounts are accumulated in uint8 for up to three
-words (3 * 64 <= 255) and only then widened. NumPy's ufunc buffer is set no longer than a row while
-the kernel runs (``_bufsize``): with the default buffer the broadcast xor takes NumPy's buffered path
+words (3 * 64 <= 255) and only then widened. For rows of 128+ words NumPy's ufunc buffer is set no
+longer than a row while the kernel runs (``_bufsize``): with the default buffer the broadcast xor takes NumPy's buffered path
 at ~2.7x the cost. Threads take tiles one at a time; NumPy ufuncs release the GIL, so two threads use
 two cores.
 
@@ -69,10 +69,13 @@ def _bufsize(N: int) -> int:
     Measured with NumPy 2.4 on the reference machine: with the default buffer (8192 elements) this
     broadcast xor took ~0.6 ns per uint64 element for rows of 192 to 1536 words (NumPy's buffered
     iteration); with a buffer no longer than a row it runs row by row at ~0.23 ns (N = 192: ~0.37 ns;
-    fc1's N = 1536: 2.7x faster). Rows of ~4K words were fast either way, rows under ~100 words slow
-    either way. The size must be a multiple of 16 (NumPy's rule).
+    fc1's N = 1536: 2.7x faster). Rows of ~4K words were fast either way. Short rows (the attention
+    products of small models: N = 18, 33) ran ~2x *slower* with a row-sized buffer, so rows under 128
+    words keep the default. The size must be a multiple of 16 (NumPy's rule).
     """
-    return max(16, min(8192, N // 16 * 16))
+    if N < 128:
+        return 8192
+    return min(8192, N // 16 * 16)
 
 
 def _tiles(L: int, M: int, N: int, target: int) -> list[tuple[int, int, int, int]]:
