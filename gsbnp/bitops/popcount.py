@@ -23,9 +23,9 @@ How the kernel is fast in NumPy: the outer product over (m, n) is done one 64-bi
 large tiles of rows (``TILE_ELEMS``): one broadcast xor/and of the activation word (along n) with the
 weight word row (along m), its popcount, and an add; popcounts are accumulated in uint8 for up to three
 words (3 * 64 <= 255) and only then widened. For rows of 128+ words NumPy's ufunc buffer is set no
-longer than a row while the kernel runs (``_bufsize``): with the default buffer the broadcast xor takes NumPy's buffered path
-at ~2.7x the cost. Threads take tiles one at a time; NumPy ufuncs release the GIL, so two threads use
-two cores.
+longer than a row while the kernel runs (``_bufsize``): with the default buffer the broadcast xor
+takes NumPy's buffered path at ~2.7x the cost. Threads take tiles one at a time; NumPy ufuncs release
+the GIL, so two threads use two cores.
 
 Legend: B batch, H heads, N tokens, Dh head dim, D embed (= K of a linear layer), F output features;
 M, N rows of the two operands, K packed length, W = ceil(K / 64) words, L flattened leading axes.
