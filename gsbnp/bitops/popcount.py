@@ -46,7 +46,7 @@ from .pack import PackedBits, PackedTernary, pack_mask, pack_signs, pack_ternary
 # tile element costs one broadcast xor/and (8 bytes written, ~0.23 ns on this project's 2-core
 # reference machine), one popcount (~0.42 ns) and one uint8 add (~0.04 ns), so NumPy's per-call
 # overhead (and, with two threads, the wait for the GIL between calls) only vanishes for large tiles:
-# on the fc1 shape (M=4224, K=384, F=1536) with two threads, 32K-64K-element tiles took ~1.5x the time
+# on the fc1 shape (M=4224, K=384, F=1536) with two threads, 32K-64K-element tiles took 1.5-2x the time
 # of 256K-512K (bench/bench_packed_linear.py). A tile's scratch is ~12 bytes per element per thread
 # (3 MiB here).
 TILE_ELEMS = 1 << 18
