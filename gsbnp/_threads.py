@@ -7,10 +7,14 @@ that two cores work on them the way BLAS and PyTorch's CPU kernels use two cores
 The thread count is ``GSBNP_NUM_THREADS`` when set, else ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``
 (a user who pins BLAS to one thread, e.g. to run several trainings side by side, gets one thread here
 too), else the CPUs this process may run on, at most 8.
+
+The pool is shared, so neither helper may be called from inside a pool worker (nested calls could
+wait for threads that are all busy waiting).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +45,22 @@ def _get_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+def _run_all(calls) -> None:
+    """Run ``calls[0]()`` on the calling thread and the others on the pool; wait for every one.
+
+    The first exception (the calling thread's first, then the workers' in order) is re-raised once all
+    calls have finished, so no worker is still writing into shared outputs when the caller sees it.
+    """
+    futures = [_get_pool().submit(c) for c in calls[1:]]
+    try:
+        calls[0]()
+    finally:
+        errors = [f.exception() for f in futures]  # waits for each worker
+    for err in errors:
+        if err is not None:
+            raise err
+
+
 def parallel_ranges(fn, n: int, *, min_per_thread: int, threads: int | None = None) -> None:
     """Call ``fn(start, stop)`` on contiguous ranges covering ``range(n)``, one per thread.
 
@@ -48,29 +68,14 @@ def parallel_ranges(fn, n: int, *, min_per_thread: int, threads: int | None = No
     than ``2 * min_per_thread`` items (or one thread) it is a plain ``fn(0, n)`` call.
     """
     t = default_threads() if threads is None else threads
-    t = max(1, min(t, n // max(1, min_per_thread)))
-    if t <= 1:
-        fn(0, n)
-        return
+    t = max(1, min(t, _MAX_THREADS, n // max(1, min_per_thread)))
     bounds = [n * i // t for i in range(t + 1)]
-    futures = [_get_pool().submit(fn, bounds[i], bounds[i + 1]) for i in range(1, t)]
-    fn(bounds[0], bounds[1])
-    for f in futures:
-        f.result()  # re-raises a worker's exception here
+    _run_all([functools.partial(fn, bounds[i], bounds[i + 1]) for i in range(t)])
 
 
 def run_on_threads(fn, threads: int) -> None:
     """Call ``fn()`` once on each of ``threads`` threads (the calling thread is one of them) and wait.
 
     For work queues: every call pulls items until none are left. A worker's exception is re-raised.
-    Not to be called from inside a pool worker (the pool is shared and could run out of threads).
     """
-    if threads <= 1:
-        fn()
-        return
-    futures = [_get_pool().submit(fn) for _ in range(min(threads, _MAX_THREADS) - 1)]
-    try:
-        fn()
-    finally:
-        for f in futures:
-            f.result()
+    _run_all([fn] * max(1, min(threads, _MAX_THREADS)))
