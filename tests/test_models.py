@@ -134,3 +134,24 @@ def test_dataclass_replace_keeps_validation():
     assert dataclasses.replace(cfg, depth=2).depth == 2
     with pytest.raises(ValueError):
         dataclasses.replace(cfg, num_heads=3)
+
+
+@pytest.mark.parametrize("precision,method", [("fp", "gsb"), ("binary", "gsb"), ("binary", "baseline")])
+def test_inspect_returns_the_maps_the_block_used(precision, method):
+    import dataclasses
+    cfg = dataclasses.replace(DeiTConfig.preset("digits"), depth=2, embed_dim=16, num_heads=2, method=method)
+    model = DeiT(cfg, rng=np.random.default_rng(0), dtype=np.float64).set_precision(precision)
+    model.eval()
+    x = np.random.default_rng(1).standard_normal((3, cfg.in_chans, cfg.img_size, cfg.img_size))
+    rec = model.inspect(x, block=1)
+    B, H, N, Dh = 3, cfg.num_heads, cfg.num_tokens, cfg.embed_dim // cfg.num_heads
+    assert rec["A_re"].shape == rec["A"].shape == (B, H, N, N)
+    assert rec["q"].shape == rec["V"].shape == (B, H, N, Dh)
+    np.testing.assert_allclose(rec["A_re"].sum(-1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(rec["Y"], rec["A"] @ rec["V"], atol=1e-12)
+    np.testing.assert_array_equal(rec["A"], model.blocks[1].attn.last_attention)
+    np.testing.assert_array_equal(rec["logits"], model.forward(x))
+    assert ("A_ret" in rec) == (precision == "binary" and method == "gsb")
+    assert model.blocks[1].attn.recorded is None and not model.blocks[1].attn.record
+    with pytest.raises(ValueError, match="block must be an int"):
+        model.inspect(x, block=2)

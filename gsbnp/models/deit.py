@@ -136,6 +136,31 @@ class DeiT(Module):
             h = blk(h)
         return self.norm(h)
 
+    def inspect(self, x: np.ndarray, block: int = -1) -> dict:
+        """Run ``x`` through the model and return the attention internals of one block.
+
+        The forward pass is the model's own (its current train/eval mode and precision stage); the
+        block's attention layer records its arrays during that pass. Returns a dict of arrays:
+        ``x`` the block's attention input after ``norm1`` (B, N, D); ``q``, ``k``, ``v`` the heads
+        (B, H, N, Dh) entering the attention product; ``Q_b``, ``K_b`` their binarized images (= q, k in
+        full precision); ``A_re`` (B, H, N, N) the softmax map (Eq. 7; the float map in full precision);
+        ``A_ret`` = A_re - Phi (Eq. 9, GSB attention only); ``A`` the map that multiplies V (A_gsb,
+        A_bin or the float map); ``V0`` = V - Omega (Eq. 26, GSB-V only); ``V`` the value used (V_gsb,
+        the baseline's binary V or v); ``Y`` = A V (B, H, N, Dh, Eq. 35); and ``logits`` the model output.
+        """
+        n = len(self.blocks)
+        if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or not -n <= block < n:
+            raise ValueError(f"block must be an int in [{-n}, {n - 1}], got {block!r}")
+        attn = self.blocks[block].attn
+        attn.record = True
+        try:
+            logits = self.forward(x)
+            rec = dict(attn.recorded)
+        finally:
+            attn.record, attn.recorded = False, None
+        rec["logits"] = logits
+        return rec
+
     def forward(self, x: np.ndarray):
         """Train mode: ``(cls_logits, dist_logits)``, each (B, K). Eval mode: their mean (B, K)."""
         h = self.forward_features(x)

@@ -59,6 +59,8 @@ class MHSA(Module):
         self.mode = None  # None | "baseline" | "gsb"
         self.opts: dict = {}
         self.last_attention = None  # (B, H, N, N): the map of the last forward, for inspection
+        self.record = False  # when True, forward keeps its intermediate arrays in ``recorded``
+        self.recorded: dict | None = None
         self.av_bitwise = False  # packed inference: Eq. 35 by popcounts (GSB-att and GSB-V on)
 
     # ------------------------------------------------------------------------------------------
@@ -117,12 +119,20 @@ class MHSA(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """x: (B, N, D) -> (B, N, D)."""
         qkv = self.qkv(x)  # (B, N, 3D)
+        if self.mode is not None and self.record:
+            self.recorded = None
         if self.mode is None:
             D = self.dim
             out, self._acache = F.attention_forward(qkv[..., :D], qkv[..., D:2 * D], qkv[..., 2 * D:], self.H)
             self.last_attention = self._acache["A"]
+            if self.record:
+                q, k, v = self._split_qkv(qkv)
+                A = self._acache["A"]
+                self.recorded = dict(x=x, q=q, k=k, v=v, Q_b=q, K_b=k, A_re=A, A=A, V=v, Y=A @ v)
         else:
             out = self._binary_forward(*self._split_qkv(qkv))
+            if self.record:
+                self.recorded["x"] = x
         return self.proj_drop(self.proj(out))
 
     def _binary_forward(self, qh, kh, vh):
@@ -183,6 +193,12 @@ class MHSA(Module):
         else:
             Y = A @ Vb  # Eq. 35 as the superposed float product   (B, H, N, Dh)
         self.last_attention = A
+        if self.record:
+            self.recorded = dict(q=qh, k=kh, v=vh, Q_b=Qb, K_b=Kb, A_re=A_re, A=A, V=Vb, Y=Y)
+            if use_gsb_att:
+                self.recorded["A_ret"] = A_ret
+            if use_gsb_v:
+                self.recorded["V0"] = V0
         self._bcache = (c, Qb, Kb, A_re, A, Vb, scale, use_gsb_att, use_gsb_v)
         return F.merge_heads(Y)
 
