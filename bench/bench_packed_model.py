@@ -11,7 +11,7 @@ and logits, and reports peak traced memory of each forward (tracemalloc) and the
 With ``--av-bitwise`` this untrained model is a worst case: its activation biases are still 0 and
 Eq. 35 yields many sums that are exactly 0 (sums of +-alpha_i beta_j), which the proj layer's sign
 then sees. The popcount path computes them exactly, the float32 BLAS product leaves +-1e-8, so those
-signs -- and the predictions -- differ. A trained model (tests/test_bitops_engine.py) agrees to 1e-5.
+signs -- and the predictions -- differ. A trained model (tests/test_models_packed.py) agrees to 1e-5.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from gsbnp.bitops.engine import export_packed, load_packed  # noqa: E402
+from gsbnp.models.packed import export_packed, load_packed  # noqa: E402
 from gsbnp.models import DeiT, DeiTConfig  # noqa: E402
 from gsbnp.models.checkpoint import save_checkpoint  # noqa: E402
 

@@ -202,12 +202,13 @@ def cmd_reproduce(args) -> int:
 
 def cmd_eval(args) -> int:
     from .data.dataset import load_dataset, load_digits
-    from .train.trainer import evaluate, load_model
+    from .models import load_model
+    from .train.trainer import evaluate
     if (args.checkpoint is None) == (args.packed is None):
         raise UsageError("eval: give exactly one of CHECKPOINT or --packed FILE")
     data = load_digits() if args.data is None else load_dataset(args.data)
     if args.packed:
-        from .bitops.engine import load_packed
+        from .models.packed import load_packed
         model, meta = load_packed(args.packed)
         mean, std = np.array(meta["mean"]), np.array(meta["std"])
     else:
@@ -226,7 +227,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .bitops.engine import export_packed
+    from .models.packed import export_packed
     info = export_packed(args.packed, args.output)
     print(json.dumps(info))
     return 0

@@ -11,8 +11,8 @@ from gsbnp.data.dataset import Dataset, load_digits
 from gsbnp.models import DeiT, DeiTConfig
 from gsbnp.train.augment import Augment
 from gsbnp.train.pipeline import REPRODUCE_ROWS, PipelineConfig, model_config_for, run_pipeline, run_reproduce
-from gsbnp.train.trainer import (TrainConfig, Trainer, TrainingError, evaluate, load_model,
-                                 read_checkpoint, save_checkpoint)
+from gsbnp.models import load_model
+from gsbnp.train.trainer import TrainConfig, Trainer, TrainingError, evaluate, read_checkpoint, save_checkpoint
 
 AUG = Augment(crop_padding=1, hflip=False, randaug_num_ops=0, reprob=0.0)
 

@@ -1135,7 +1135,7 @@ NB06 = [
     """),
     code('''
     import tempfile
-    from gsbnp.bitops.engine import export_packed, load_packed
+    from gsbnp.models.packed import export_packed, load_packed
     from gsbnp.data import load_digits
     from gsbnp.models.checkpoint import load_model
     from gsbnp.train.augment import Augment, eval_transform

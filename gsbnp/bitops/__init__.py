@@ -1,4 +1,8 @@
-"""Bit-level inference helpers: packing, popcount matrix products, and the Table IX operation count.
+"""Bit-level kernels: packing, popcount matrix products, and the Table IX operation count.
+
+Kernels only: this package sits below ``nn`` and knows nothing of layers or models. Packed model
+files and packed inference (``export_packed``, ``load_packed``, ``PackedLinear``) live above the model,
+in ``gsbnp.models.packed``.
 
 - ``pack``: ±1 / {0,1} / ternary matrices <-> uint64 words (``np.packbits``, little bit order).
 - ``popcount``: xor/and + ``np.bitwise_count`` products (Figs. 2, 3, 10), the binarized linear layer
@@ -25,11 +29,3 @@ __all__ = [
     "COUNTING_RULE", "count_block_ops", "count_model_ops", "format_ops_table",
 ]
 
-
-def __getattr__(name):
-    # The packed-model engine builds DeiT models, so it is imported on first use (gsbnp.models imports
-    # this package for the popcount kernels).
-    if name in ("export_packed", "load_packed", "packed_arrays"):
-        from . import engine
-        return getattr(engine, name)
-    raise AttributeError(f"module 'gsbnp.bitops' has no attribute {name!r}")

@@ -3,7 +3,7 @@
 Legend: B batch, N tokens, D embed.
 
 Both are inverted: kept values are scaled by ``1/(1-p)`` in training so evaluation is the identity.
-The random mask goes through ``gsbnp.quant.ste.frozen`` so a gradient check replays the mask drawn at
+The random mask goes through ``gsbnp._ste.frozen`` so a gradient check replays the mask drawn at
 its check point (the mask is a constant of the backward, like an STE threshold).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..quant.ste import frozen
+from .._ste import frozen
 
 
 def dropout_forward(x: np.ndarray, p: float, rng: np.random.Generator, train: bool = True):

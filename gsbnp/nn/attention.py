@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import bitops
 from .. import functional as F
 from .. import quant as Q
 from .._validate import check_choice, check_int
@@ -61,7 +60,9 @@ class MHSA(Module):
         self.last_attention = None  # (B, H, N, N): the map of the last forward, for inspection
         self.record = False  # when True, forward keeps its intermediate arrays in ``recorded``
         self.recorded: dict | None = None
-        self.av_bitwise = False  # packed inference: Eq. 35 by popcounts (GSB-att and GSB-V on)
+        # Eq. 35 from the component stacks, ``av_product(A_stack, V_stack, alphas, betas) -> Y``, or None
+        # for the float product A_gsb @ V_gsb; packed inference (gsbnp.models.packed) plugs in popcounts
+        self.av_product = None
 
     # ------------------------------------------------------------------------------------------
     def set_quant(self, mode: str | None, *, gsb_att: bool = True, gsb_v: bool = True, k_a: int = 2,
@@ -184,12 +185,12 @@ class MHSA(Module):
             Vb, c["v"] = Q.baseline_act_sign_forward(vh)
         A = A.astype(qh.dtype, copy=False)
         Vb = Vb.astype(qh.dtype, copy=False)
-        if self.av_bitwise and use_gsb_att and use_gsb_v and o["abin"] == "round":
+        if self.av_product is not None and use_gsb_att and use_gsb_v and o["abin"] == "round":
             # Eq. 35 decomposed: sum_ij alpha_i beta_j (A_i ⊠ V_j) with A_0 = A_bin, A_i = M_i and
             # V_j = sign(V0) M_j, every product a {0,1} x {-1,0,1} popcount (Fig. 10)
             A_stack = np.concatenate([c["att"]["A_bin"][None], c["att"]["M"]])  # (k_a+1, B, H, N, N)
             V_stack = c["v"]["M"] * c["v"]["sign"].astype(np.int8)  # (k_v+1, B, H, N, Dh)
-            Y = bitops.gsb_av_bitwise(A_stack, V_stack, alphas, betas).astype(qh.dtype)
+            Y = self.av_product(A_stack, V_stack, alphas, betas).astype(qh.dtype)
         else:
             Y = A @ Vb  # Eq. 35 as the superposed float product   (B, H, N, Dh)
         self.last_attention = A

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import bitops
 from .. import functional as F
 from .. import quant as Q
 from .._validate import check_choice
@@ -62,16 +61,6 @@ class Linear(Module):
         self.act_rule = "paper"
         self.scale_grad = "mean"
         self._cache = None
-        self._packed = None  # (W bits, alpha_w, unpacked W_b or None) in packed inference
-
-    def set_packed(self, W_bits, alpha_w: float) -> None:
-        """Inference on bit-packed weights (``gsbnp.bitops``): ``W_bits`` is the sign-packed (F, D)
-        image of ``W - mean(W)`` and ``alpha_w = mean|W|``. The forward then quantizes its input exactly
-        as the float simulation does and multiplies with xnor/popcount; backward is unavailable."""
-        if W_bits.shape != (self.out_features, self.in_features) or W_bits.kind != "sign":
-            raise ValueError(f"W_bits must be sign bits of shape {(self.out_features, self.in_features)}, "
-                             f"got {W_bits.kind} {W_bits.shape}")
-        self._packed = (W_bits, float(alpha_w), None)
 
     def set_quant(self, *, weights: bool, act_mode: str | None, act_rule: str = "paper",
                   scale_grad: str = "mean") -> None:
@@ -92,8 +81,6 @@ class Linear(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """x: (..., D) -> (..., F)."""
-        if self._packed is not None:
-            return self._packed_forward(x)
         p = self._params
         acache = wcache = None
         s_x = None  # the activation scale: x_b = s_x * (+-1 or {0, 1})
@@ -145,45 +132,8 @@ class Linear(Module):
             out += b
         return out, (x_b, W_b, b is not None)
 
-    def _packed_forward(self, x: np.ndarray) -> np.ndarray:
-        """Packed inference: the float model's activation quantizer, then a popcount product.
-
-        ``x_b = s * sign-or-mask`` (s the activation scale: learnable alpha, or the baseline's
-        per-sample beta) and ``W_b = alpha_w * sign(W - mean W)``, so ``x_b @ W_b.T = s * alpha_w * dot``
-        with the integer ``dot`` from ``K - 2 popcount(x xor w)`` (sign inputs) or mask/sign popcounts
-        (type-A inputs, Fig. 10).
-        """
-        W_bits, alpha_w, W_b = self._packed
-        p = self._params
-        b = p.get("b")
-        if self.act_mode is None:  # stage 1: full-precision input times the binary weight
-            if W_b is None:
-                W_b = (alpha_w * bitops.unpack_bits(W_bits, dtype=x.dtype)).astype(x.dtype)
-                self._packed = (W_bits, alpha_w, W_b)
-            return F.linear_forward(x, W_b, b)[0]
-        if self.act_mode == "learnable":
-            alpha = max(float(p["act_alpha"]), SCALE_FLOOR)
-            fwd = Q.act_sign_forward if self._sign_input else Q.act_round_forward
-            x_b, _ = fwd(x, alpha, p["act_bias"])
-            if self._sign_input:
-                return bitops.binary_linear_packed(bitops.pack_signs(x_b), W_bits, alpha_w, alpha, b,
-                                                   dtype=x.dtype)
-            scale = np.asarray(alpha, dtype=x.dtype)
-        else:
-            fwd = Q.baseline_act_sign_forward if self._sign_input else Q.baseline_act_round_forward
-            x_b, cache = fwd(x)
-            scale = cache["beta"].astype(x.dtype)  # (B, 1, ..., 1) per-sample scale
-        if self._sign_input:
-            dot = bitops.matmul_sign_sign(bitops.pack_signs(x_b), W_bits)  # (..., F) integers
-        else:
-            dot = bitops.matmul_mask_sign(bitops.pack_mask(x_b > 0), W_bits)
-        out = dot.astype(x.dtype) * (scale * x.dtype.type(alpha_w))
-        return out if b is None else out + b
-
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """dout: (..., F) -> dx (..., D); fills grads of W, b (and act_alpha, act_bias)."""
-        if self._packed is not None:
-            raise RuntimeError("a packed (inference-only) layer has no backward")
         lcache, acache, wcache = self._cache
         dx, dW, db = F.linear_backward(dout, lcache)
         self._grads["W"] = Q.weight_binarize_backward(dW, wcache) if wcache is not None else dW

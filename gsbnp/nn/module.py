@@ -38,6 +38,15 @@ class Module:
         self._modules[name] = module
         return module
 
+    def replace_module(self, name: str, module: "Module") -> "Module":
+        """Swap the child ``name`` (and the attribute of that name, if the parent has one)."""
+        if name not in self._modules:
+            raise KeyError(f"no child module {name!r}")
+        self._modules[name] = module
+        if getattr(self, name, None) is not None:
+            setattr(self, name, module)
+        return module
+
     def add_param(self, name: str, value: np.ndarray) -> np.ndarray:
         self._params[name] = value
         self._grads[name] = np.zeros_like(value)

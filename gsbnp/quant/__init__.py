@@ -23,7 +23,7 @@ from .attention import (ABIN_CHOICES, ATTN_THRESHOLD_SCOPES, BASELINE_MODES, K_M
                         gsb_attention_forward, threshold_coefficients)
 from .init import (SCALE_FLOOR, VALUE_INIT_CHOICES, act_round_init, act_sign_init, gsb_attention_init,
                    gsb_value_init)
-from .ste import FrozenResidual, discrete, frozen, surrogate_active
+from .._ste import FrozenResidual, discrete, frozen, surrogate_active
 from .value import V_GRAD_CHOICES, VALUE_THRESHOLD_SCOPES, gsb_value_backward, gsb_value_forward
 from .weights import weight_binarize_backward, weight_binarize_forward
 

@@ -28,7 +28,7 @@ import numbers
 import numpy as np
 
 from .._validate import as_float_array, check_choice
-from .ste import discrete, frozen
+from .._ste import discrete, frozen
 
 __all__ = [
     "act_sign_forward", "act_sign_backward", "act_round_forward", "act_round_backward",

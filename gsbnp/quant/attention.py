@@ -22,7 +22,7 @@ import numpy as np
 
 from .._validate import as_float_array, check_choice, check_int
 from .activations import SCALE_GRAD_CHOICES, _check_dout, _scale_grad_factor
-from .ste import discrete, frozen
+from .._ste import discrete, frozen
 
 __all__ = [
     "baseline_attention_forward", "baseline_attention_backward",

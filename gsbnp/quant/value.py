@@ -31,7 +31,7 @@ import numpy as np
 from .._validate import as_float_array, check_choice, check_int
 from .activations import SCALE_GRAD_CHOICES, _check_dout, _scale_grad_factor, _sign
 from .attention import K_MAX, _check_scales, threshold_coefficients
-from .ste import discrete, frozen, surrogate_active
+from .._ste import discrete, frozen, surrogate_active
 
 __all__ = ["gsb_value_forward", "gsb_value_backward", "VALUE_THRESHOLD_SCOPES", "V_GRAD_CHOICES"]
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._validate import as_float_array
 from .activations import _sign
-from .ste import discrete, frozen
+from .._ste import discrete, frozen
 
 __all__ = ["weight_binarize_forward", "weight_binarize_backward"]
 

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from .._validate import check_choice, check_float, check_int
 from ..data.dataset import Dataset, channel_stats
 from ..models import DeiT
-from ..models.checkpoint import load_model, read_checkpoint, save_checkpoint  # noqa: F401 (re-exported)
+from ..models.checkpoint import read_checkpoint, save_checkpoint
 from ..nn.module import atomic_write_bytes
 from .augment import Augment, build_train_transform, eval_transform
 from .losses import classification_loss, distillation_loss

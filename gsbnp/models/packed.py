@@ -8,9 +8,9 @@ version, model config, precision stage, normalisation statistics, shapes) in one
 pickles, written atomically.
 
 ``load_packed(OUT)`` rebuilds the model for inference: its binarized linear layers run on xnor/popcount
-products of packed bits (``Linear.set_packed``) and, with ``av_bitwise=True``, the GSB attention
-product of Eq. 35 runs bitwise too. The float-simulated model and the packed one agree up to the
-rounding of the float simulation's sums.
+products of packed bits (each one a :class:`PackedLinear`) and, with ``av_bitwise=True``, the GSB
+attention product of Eq. 35 runs bitwise too (``MHSA.av_product = gsb_av_bitwise``). The
+float-simulated model and the packed one agree up to the rounding of the float simulation's sums.
 
 File layout: ``bits/<name>`` uint64 words (F, ceil(D/64)), ``alpha/<name>`` float32 scalar,
 ``fp/<name>`` float32 arrays and buffers, ``__meta__`` JSON.
@@ -23,16 +23,77 @@ import os
 import numpy as np
 
 from .. import __version__
-from ..models.checkpoint import load_model
-from ..models.config import DeiTConfig
-from ..models.deit import DeiT
-from ..nn.layers import Linear
+from .. import functional as F
+from .. import quant as Q
+from ..bitops import (PackedBits, binary_linear_packed, gsb_av_bitwise, matmul_mask_sign, matmul_sign_sign,
+                      pack_binary_weight, pack_mask, pack_signs, unpack_bits)
+from ..nn.layers import SCALE_FLOOR, Linear
 from ..nn.module import load_npz, save_npz
-from .pack import PackedBits
-from .popcount import pack_binary_weight
+from .checkpoint import load_model
+from .config import DeiTConfig
+from .deit import DeiT
+
+__all__ = ["PackedLinear", "export_packed", "load_packed", "packed_arrays", "PACKED_FORMAT",
+           "PACKED_VERSION"]
 
 PACKED_FORMAT = "gsbnp-packed"
 PACKED_VERSION = 1
+
+
+class PackedLinear(Linear):
+    """An inference-only binarized linear layer on bit-packed weights.
+
+    ``W_bits`` is the sign-packed (F, D) image of ``W - mean(W)`` and ``alpha_w = mean|W|``
+    (``gsbnp.bitops.pack_binary_weight``). The forward quantizes its input exactly as the float
+    layer does and multiplies with xnor/popcount; there is no backward. Built from a float layer by
+    :meth:`from_linear`, which keeps its parameters, buffers and quantizer settings.
+    """
+
+    @classmethod
+    def from_linear(cls, lin: Linear, W_bits: PackedBits, alpha_w: float) -> "PackedLinear":
+        if W_bits.shape != (lin.out_features, lin.in_features) or W_bits.kind != "sign":
+            raise ValueError(f"W_bits must be sign bits of shape {(lin.out_features, lin.in_features)}, "
+                             f"got {W_bits.kind} {W_bits.shape}")
+        layer = cls.__new__(cls)
+        layer.__dict__.update(lin.__dict__)
+        layer.W_bits, layer.alpha_w, layer._W_b = W_bits, float(alpha_w), None
+        return layer
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Packed inference: the float model's activation quantizer, then a popcount product.
+
+        ``x_b = s * sign-or-mask`` (s the activation scale: learnable alpha, or the baseline's
+        per-sample beta) and ``W_b = alpha_w * sign(W - mean W)``, so ``x_b @ W_b.T = s * alpha_w * dot``
+        with the integer ``dot`` from ``K - 2 popcount(x xor w)`` (sign inputs) or mask/sign popcounts
+        (type-A inputs, Fig. 10).
+        """
+        W_bits, alpha_w = self.W_bits, self.alpha_w
+        p = self._params
+        b = p.get("b")
+        if self.act_mode is None:  # stage 1: full-precision input times the binary weight
+            if self._W_b is None:
+                self._W_b = (alpha_w * unpack_bits(W_bits, dtype=x.dtype)).astype(x.dtype)
+            return F.linear_forward(x, self._W_b, b)[0]
+        if self.act_mode == "learnable":
+            alpha = max(float(p["act_alpha"]), SCALE_FLOOR)
+            fwd = Q.act_sign_forward if self._sign_input else Q.act_round_forward
+            x_b, _ = fwd(x, alpha, p["act_bias"])
+            if self._sign_input:
+                return binary_linear_packed(pack_signs(x_b), W_bits, alpha_w, alpha, b, dtype=x.dtype)
+            scale = np.asarray(alpha, dtype=x.dtype)
+        else:
+            fwd = Q.baseline_act_sign_forward if self._sign_input else Q.baseline_act_round_forward
+            x_b, cache = fwd(x)
+            scale = cache["beta"].astype(x.dtype)  # (B, 1, ..., 1) per-sample scale
+        if self._sign_input:
+            dot = matmul_sign_sign(pack_signs(x_b), W_bits)  # (..., F) integers
+        else:
+            dot = matmul_mask_sign(pack_mask(x_b > 0), W_bits)
+        out = dot.astype(x.dtype) * (scale * x.dtype.type(alpha_w))
+        return out if b is None else out + b
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        raise RuntimeError("a packed (inference-only) layer has no backward")
 
 
 def packed_arrays(model: DeiT) -> tuple[dict, dict]:
@@ -107,7 +168,8 @@ def load_packed(path, *, av_bitwise: bool = False) -> tuple[DeiT, dict]:
         model.load_state_dict(state)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    layers = {prefix + "W": m for prefix, m in model.named_modules() if isinstance(m, Linear)}
+    parents = {prefix + name + ".W": (m, name) for prefix, m in model.named_modules()
+               for name, child in m.children() if isinstance(child, Linear)}
     for name, shape in shapes.items():
         words, alpha = arrays.get(f"bits/{name}"), arrays.get(f"alpha/{name}")
         if words is None or alpha is None:
@@ -119,9 +181,14 @@ def load_packed(path, *, av_bitwise: bool = False) -> tuple[DeiT, dict]:
         if bits.lead != (shape[0],):
             raise ValueError(f"{path}: bits of {name} have {bits.lead[0] if bits.lead else 0} rows, "
                              f"expected {shape[0]}")
-        layers[name].set_packed(bits, float(alpha))
+        parent, child = parents[name]
+        try:
+            packed = PackedLinear.from_linear(parent._modules[child], bits, float(alpha))
+        except ValueError as e:
+            raise ValueError(f"{path}: bits of {name}: {e}") from None
+        parent.replace_module(child, packed)
     for _, m in model.named_modules():
-        if hasattr(m, "av_bitwise"):
-            m.av_bitwise = bool(av_bitwise)
+        if hasattr(m, "av_product"):
+            m.av_product = gsb_av_bitwise if av_bitwise else None
     model.eval()
     return model, meta

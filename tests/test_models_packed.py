@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from gsbnp.bitops.engine import PACKED_FORMAT, export_packed, load_packed
+from gsbnp.models.packed import PACKED_FORMAT, export_packed, load_packed
 from gsbnp.cli import main
 from gsbnp.data.dataset import load_digits, save_dataset
 from gsbnp.models import DeiT, DeiTConfig
