@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from gsbnp.models.packed import PACKED_FORMAT, export_packed, load_packed
 from gsbnp.cli import main
 from gsbnp.data.dataset import load_digits, save_dataset
 from gsbnp.models import DeiT, DeiTConfig
 from gsbnp.models.checkpoint import load_model
+from gsbnp.models.packed import PACKED_FORMAT, export_packed, load_packed
 from gsbnp.nn.module import load_npz, save_npz
 from gsbnp.train.augment import Augment, eval_transform
 from gsbnp.train.trainer import TrainConfig, Trainer

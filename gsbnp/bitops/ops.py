@@ -18,8 +18,9 @@ The small FLOP residuals of the binarized rows cannot be derived from the paper;
 from __future__ import annotations
 
 from .._validate import check_choice, check_float, check_int
+from ..quant.options import COUNT_METHODS, K_MAX, K_MIN
 
-METHODS = ("fp", "baseline", "gsb")
+METHODS = COUNT_METHODS  # the name this module exported first
 
 COUNTING_RULE = """\
 OPs = BOPs/64 + FLOPs, per block and per image (n tokens, d embed, F = r*d MLP hidden, h heads).
@@ -70,8 +71,8 @@ def count_block_ops(n: int = 198, d: int = 384, r: float = 4, method: str = "gsb
     d = check_int(d, "d", lo=1)
     r = check_float(r, "r", lo=0.0, lo_open=True)
     check_choice(method, METHODS, "method")
-    k_a = check_int(k_a, "k_a", lo=0, hi=4)
-    k_v = check_int(k_v, "k_v", lo=0, hi=4)
+    k_a = check_int(k_a, "k_a", lo=K_MIN, hi=K_MAX)
+    k_v = check_int(k_v, "k_v", lo=K_MIN, hi=K_MAX)
     h = check_int(num_heads, "num_heads", lo=1)
     F = int(r * d)
     if F < 1:

@@ -40,6 +40,7 @@ import numpy as np
 
 from .._threads import default_threads, run_on_threads
 from .._validate import as_float_array, check_float, check_int
+from ..quant.weights import weight_binarization_stats
 from .pack import PackedBits, PackedTernary, pack_mask, pack_signs, pack_ternary
 
 # Elements (rows x columns) of one output tile (170 rows of a 1536-wide output). Per word of K each
@@ -336,7 +337,8 @@ def popcount_matmul(a, b, *, threads: int | None = None) -> np.ndarray:
 
 
 def pack_binary_weight(W: np.ndarray) -> tuple[PackedBits, float]:
-    """Binarize and pack a weight as CONVENTIONS "Weights": ``W_b = alpha * sign(W - mean(W))``.
+    """Binarize and pack a weight by the one weight rule of ``gsbnp.quant.weights``:
+    ``W_b = alpha * sign(W - mean(W))`` (docs/conventions.md#weights).
 
     Args:
         W: (F, D) float weight (PyTorch layout, ``out = x @ W.T``).
@@ -346,7 +348,8 @@ def pack_binary_weight(W: np.ndarray) -> tuple[PackedBits, float]:
     Storage: F * ceil(D/64) * 8 bytes, 1/32 of float32 when D is a multiple of 64.
     """
     W = as_float_array(W, "W", ndim=2)
-    return pack_signs(W - W.mean()), float(np.abs(W).mean())
+    mu, alpha = weight_binarization_stats(W)
+    return pack_signs(W - mu), float(alpha)
 
 
 def pack_binary_input(x: np.ndarray, bias: np.ndarray | None = None) -> PackedBits:

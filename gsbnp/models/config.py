@@ -11,6 +11,20 @@ import dataclasses
 from dataclasses import dataclass
 
 from .._validate import check_choice, check_float, check_int
+from ..quant.options import (
+    ABIN_CHOICES,
+    ATTN_THRESHOLD_SCOPES,
+    BASELINE_MODES,
+    INIT_CHOICES,
+    K_MAX,
+    K_MIN,
+    METHODS,
+    PHI_MODES,
+    SCALE_GRAD_CHOICES,
+    STAGE1_CHOICES,
+    TYPE_A_CHOICES,
+    V_GRAD_CHOICES,
+)
 
 PRESETS = {
     # 8x8 grey digits (the bundled data set): N = 16 patches + 2 tokens = 18
@@ -69,21 +83,21 @@ class DeiTConfig:
             raise ValueError(f"img_size ({self.img_size}) must be divisible by patch_size ({self.patch_size})")
         if int(self.embed_dim * self.mlp_ratio) < 1:
             raise ValueError("embed_dim * mlp_ratio must be at least 1")
-        check_choice(self.method, ("gsb", "baseline"), "method")
+        check_choice(self.method, METHODS, "method")
         for name in ("gsb_att", "gsb_v"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
-        check_int(self.k_a, "k_a", lo=0, hi=4)
-        check_int(self.k_v, "k_v", lo=0, hi=4)
-        check_choice(self.phi, ("zero", "mean", "HN", "HNN"), "phi")
-        check_choice(self.type_a, ("round", "sign"), "type_a")
-        check_choice(self.abin, ("round", "mask"), "abin")
-        check_choice(self.scale_grad, ("mean", "sqrt", "sum"), "scale_grad")
-        check_choice(self.threshold_scope, ("row", "batch"), "threshold_scope")
-        check_choice(self.v_grad, ("masked", "unmasked"), "v_grad")
-        check_choice(self.baseline_attn, ("eq2", "eq8"), "baseline_attn")
-        check_choice(self.init, ("paper", "official"), "init")
-        check_choice(self.stage1, ("paper", "official"), "stage1")
+        check_int(self.k_a, "k_a", lo=K_MIN, hi=K_MAX)
+        check_int(self.k_v, "k_v", lo=K_MIN, hi=K_MAX)
+        check_choice(self.phi, PHI_MODES, "phi")
+        check_choice(self.type_a, TYPE_A_CHOICES, "type_a")
+        check_choice(self.abin, ABIN_CHOICES, "abin")
+        check_choice(self.scale_grad, SCALE_GRAD_CHOICES, "scale_grad")
+        check_choice(self.threshold_scope, ATTN_THRESHOLD_SCOPES, "threshold_scope")
+        check_choice(self.v_grad, V_GRAD_CHOICES, "v_grad")
+        check_choice(self.baseline_attn, BASELINE_MODES, "baseline_attn")
+        check_choice(self.init, INIT_CHOICES, "init")
+        check_choice(self.stage1, STAGE1_CHOICES, "stage1")
 
     @property
     def num_patches(self) -> int:

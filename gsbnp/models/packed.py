@@ -25,8 +25,17 @@ import numpy as np
 from .. import __version__
 from .. import functional as F
 from .. import quant as Q
-from ..bitops import (PackedBits, binary_linear_packed, gsb_av_bitwise, matmul_mask_sign, matmul_sign_sign,
-                      pack_binary_weight, pack_mask, pack_signs, unpack_bits)
+from ..bitops import (
+    PackedBits,
+    binary_linear_packed,
+    gsb_av_bitwise,
+    matmul_mask_sign,
+    matmul_sign_sign,
+    pack_binary_weight,
+    pack_mask,
+    pack_signs,
+    unpack_bits,
+)
 from ..nn.layers import SCALE_FLOOR, Linear
 from ..nn.module import load_npz, save_npz
 from .checkpoint import load_model

@@ -27,12 +27,24 @@ import numpy as np
 
 from .. import functional as F
 from .. import quant as Q
+from .._ste import frozen, surrogate_active
 from .._validate import check_choice, check_int
-from ..quant.ste import frozen, surrogate_active
-from .layers import MLP, SCALE_FLOOR, Dropout, LayerNorm, Linear
+from ..quant.options import (
+    ABIN_CHOICES,
+    ATTN_MODES,
+    ATTN_THRESHOLD_SCOPES,
+    BASELINE_MODES,
+    INIT_CHOICES,
+    K_MAX,
+    K_MIN,
+    PHI_MODES,
+    SCALE_FLOOR,
+    SCALE_GRAD_CHOICES,
+    V_GRAD_CHOICES,
+    value_threshold_scope,
+)
+from .layers import MLP, Dropout, LayerNorm, Linear
 from .module import Module
-
-PHI_MODES = ("zero", "mean", "HN", "HNN")
 
 
 class MHSA(Module):
@@ -75,15 +87,15 @@ class MHSA(Module):
         ablation switches. Parameters of GSB are created on first use (zeros for biases, Phi, Omega;
         scales are set from the first batch).
         """
-        check_choice(mode, (None, "baseline", "gsb"), "mode")
-        opts = dict(gsb_att=bool(gsb_att), gsb_v=bool(gsb_v), k_a=check_int(k_a, "k_a", lo=0, hi=4),
-                    k_v=check_int(k_v, "k_v", lo=0, hi=4), phi=check_choice(phi, PHI_MODES, "phi"),
-                    abin=check_choice(abin, ("round", "mask"), "abin"),
-                    scale_grad=check_choice(scale_grad, ("mean", "sqrt", "sum"), "scale_grad"),
-                    threshold_scope=check_choice(threshold_scope, ("row", "batch"), "threshold_scope"),
-                    v_grad=check_choice(v_grad, ("masked", "unmasked"), "v_grad"),
-                    baseline_attn=check_choice(baseline_attn, ("eq2", "eq8"), "baseline_attn"),
-                    init=check_choice(init, ("paper", "official"), "init"))
+        check_choice(mode, ATTN_MODES, "mode")
+        opts = dict(gsb_att=bool(gsb_att), gsb_v=bool(gsb_v), k_a=check_int(k_a, "k_a", lo=K_MIN, hi=K_MAX),
+                    k_v=check_int(k_v, "k_v", lo=K_MIN, hi=K_MAX), phi=check_choice(phi, PHI_MODES, "phi"),
+                    abin=check_choice(abin, ABIN_CHOICES, "abin"),
+                    scale_grad=check_choice(scale_grad, SCALE_GRAD_CHOICES, "scale_grad"),
+                    threshold_scope=check_choice(threshold_scope, ATTN_THRESHOLD_SCOPES, "threshold_scope"),
+                    v_grad=check_choice(v_grad, V_GRAD_CHOICES, "v_grad"),
+                    baseline_attn=check_choice(baseline_attn, BASELINE_MODES, "baseline_attn"),
+                    init=check_choice(init, INIT_CHOICES, "init"))
         self.mode, self.opts = mode, opts
         if mode != "gsb":
             return
@@ -169,7 +181,7 @@ class MHSA(Module):
                                                         abin=o["abin"])
             if use_gsb_v:
                 p["betas"][...] = Q.gsb_value_init(V0, o["k_v"], init=o["init"],
-                                                   threshold_scope="sample" if o["threshold_scope"] == "row" else "batch")
+                                                   threshold_scope=value_threshold_scope(o["threshold_scope"]))
             self._buffers["gsb_initialized"][...] = 1
         if use_gsb_att:
             alphas = np.maximum(p["alphas"].astype(np.float64), SCALE_FLOOR)
@@ -180,7 +192,7 @@ class MHSA(Module):
         if use_gsb_v:
             betas = np.maximum(p["betas"].astype(np.float64), SCALE_FLOOR)
             Vb, c["v"] = Q.gsb_value_forward(V0, betas, o["k_v"], scale_grad=o["scale_grad"], v_grad=o["v_grad"],
-                                             threshold_scope="sample" if o["threshold_scope"] == "row" else "batch")
+                                             threshold_scope=value_threshold_scope(o["threshold_scope"]))
         else:
             Vb, c["v"] = Q.baseline_act_sign_forward(vh)
         A = A.astype(qh.dtype, copy=False)

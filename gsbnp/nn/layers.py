@@ -18,14 +18,11 @@ import numpy as np
 
 from .. import functional as F
 from .. import quant as Q
+from .._ste import surrogate_active
 from .._validate import check_choice
-from ..quant.ste import surrogate_active
+from ..quant.options import ACT_MODES, ACT_RULES, SCALE_FLOOR, SCALE_GRAD_CHOICES
 from .init import trunc_normal
 from .module import Module
-
-SCALE_FLOOR = 1e-5  # every learnable scale enters the forward pass as max(s, SCALE_FLOOR)
-
-ACT_MODES = (None, "learnable", "baseline")
 
 
 class Linear(Module):
@@ -66,8 +63,8 @@ class Linear(Module):
                   scale_grad: str = "mean") -> None:
         """Switch the quantizers. Creates the learnable activation parameters on first use."""
         check_choice(act_mode, ACT_MODES, "act_mode")
-        self.act_rule = check_choice(act_rule, ("paper", "sign"), "act_rule")
-        self.scale_grad = check_choice(scale_grad, ("mean", "sqrt", "sum"), "scale_grad")
+        self.act_rule = check_choice(act_rule, ACT_RULES, "act_rule")
+        self.scale_grad = check_choice(scale_grad, SCALE_GRAD_CHOICES, "scale_grad")
         self.binarize_weights = bool(weights)
         self.act_mode = act_mode
         if act_mode == "learnable" and "act_alpha" not in self._params:

@@ -27,16 +27,15 @@ import numbers
 
 import numpy as np
 
-from .._validate import as_float_array, check_choice
 from .._ste import discrete, frozen
+from .._validate import as_float_array, check_choice
+from .options import SCALE_GRAD_CHOICES
 
 __all__ = [
     "act_sign_forward", "act_sign_backward", "act_round_forward", "act_round_backward",
     "baseline_act_sign_forward", "baseline_act_sign_backward",
     "baseline_act_round_forward", "baseline_act_round_backward", "SCALE_GRAD_CHOICES",
 ]
-
-SCALE_GRAD_CHOICES = ("mean", "sqrt", "sum")
 
 
 # ----------------------------------------------------------------------------------------------

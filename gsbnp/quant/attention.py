@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float_array, check_choice, check_int
-from .activations import SCALE_GRAD_CHOICES, _check_dout, _scale_grad_factor
 from .._ste import discrete, frozen
+from .._validate import as_float_array, check_choice, check_int
+from .activations import _check_dout, _scale_grad_factor
+from .options import ABIN_CHOICES, ATTN_THRESHOLD_SCOPES, BASELINE_MODES, K_MAX, K_MIN, SCALE_FLOOR, SCALE_GRAD_CHOICES
 
 __all__ = [
     "baseline_attention_forward", "baseline_attention_backward",
@@ -30,10 +31,6 @@ __all__ = [
     "BASELINE_MODES", "ATTN_THRESHOLD_SCOPES", "ABIN_CHOICES", "K_MAX",
 ]
 
-BASELINE_MODES = ("eq2", "eq8")
-ATTN_THRESHOLD_SCOPES = ("row", "batch")
-ABIN_CHOICES = ("round", "mask")
-K_MAX = 4  # Table VI studies k in 0..4
 
 
 def _attention_input(A, name: str) -> np.ndarray:
@@ -58,7 +55,7 @@ def _check_scales(scales, k: int, name: str) -> np.ndarray:
     if scales.shape[0] != k + 1:
         raise ValueError(f"{name} must have length k + 1 = {k + 1}, got {scales.shape[0]}")
     if not np.all(scales > 0):
-        raise ValueError(f"{name} must all be > 0 (the layer clamps scales to >= 1e-5), got {scales}")
+        raise ValueError(f"{name} must all be > 0 (the layer clamps scales to >= {SCALE_FLOOR:g}), got {scales}")
     return scales
 
 
@@ -181,7 +178,7 @@ def gsb_attention_forward(A_ret, alphas, k: int = 2, *, scale_grad: str = "mean"
             ``shape``, ``dtype`` (alphas' dtype, for dalphas).
     """
     A_ret = _attention_input(A_ret, "A_ret")
-    k = check_int(k, "k", lo=0, hi=K_MAX)
+    k = check_int(k, "k", lo=K_MIN, hi=K_MAX)
     scales_dtype = as_float_array(alphas, "alphas", ndim=1).dtype
     alphas = _check_scales(alphas, k, "alphas").astype(A_ret.dtype)
     check_choice(scale_grad, SCALE_GRAD_CHOICES, "scale_grad")

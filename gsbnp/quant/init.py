@@ -21,15 +21,21 @@ import warnings
 import numpy as np
 
 from .._validate import as_float_array, check_choice, check_int
-from .attention import (ABIN_CHOICES, ATTN_THRESHOLD_SCOPES, K_MAX, _attention_input,
-                        attention_thresholds)
-from .value import VALUE_THRESHOLD_SCOPES, _value_input, value_extremes, value_masks
+from .attention import _attention_input, attention_thresholds
+from .options import (
+    ABIN_CHOICES,
+    ATTN_THRESHOLD_SCOPES,
+    K_MAX,
+    K_MIN,
+    SCALE_FLOOR,
+    VALUE_INIT_CHOICES,
+    VALUE_THRESHOLD_SCOPES,
+)
+from .value import _value_input, value_extremes, value_masks
 
 __all__ = ["gsb_attention_init", "gsb_value_init", "act_sign_init", "act_round_init",
            "SCALE_FLOOR", "VALUE_INIT_CHOICES"]
 
-SCALE_FLOOR = 1e-5
-VALUE_INIT_CHOICES = ("paper", "official")
 
 
 def _warn_floored(what: str, notes: list[str], stacklevel: int = 3) -> None:
@@ -103,7 +109,7 @@ def gsb_attention_init(A_ret, k: int = 2, *, threshold_scope: str = "row", abin:
         (k + 1,) float64 array of positive initial scales.
     """
     A_ret = _attention_input(A_ret, "A_ret")
-    k = check_int(k, "k", lo=0, hi=K_MAX)
+    k = check_int(k, "k", lo=K_MIN, hi=K_MAX)
     check_choice(threshold_scope, ATTN_THRESHOLD_SCOPES, "threshold_scope")
     check_choice(abin, ABIN_CHOICES, "abin")
     if abin == "mask":
@@ -145,7 +151,7 @@ def gsb_value_init(V0, k: int = 2, *, threshold_scope: str = "sample", init: str
         (k + 1,) float64 array of positive initial scales.
     """
     V0 = _value_input(V0)
-    k = check_int(k, "k", lo=0, hi=K_MAX)
+    k = check_int(k, "k", lo=K_MIN, hi=K_MAX)
     check_choice(threshold_scope, VALUE_THRESHOLD_SCOPES, "threshold_scope")
     check_choice(init, VALUE_INIT_CHOICES, "init")
     M = np.ones((k + 1,) + V0.shape, dtype=bool)  # (k + 1, B, H, N, Dh)

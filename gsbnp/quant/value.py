@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_float_array, check_choice, check_int
-from .activations import SCALE_GRAD_CHOICES, _check_dout, _scale_grad_factor, _sign
-from .attention import K_MAX, _check_scales, threshold_coefficients
 from .._ste import discrete, frozen, surrogate_active
+from .._validate import as_float_array, check_choice, check_int
+from .activations import _check_dout, _scale_grad_factor, _sign
+from .attention import _check_scales, threshold_coefficients
+from .options import K_MAX, K_MIN, SCALE_GRAD_CHOICES, V_GRAD_CHOICES, VALUE_THRESHOLD_SCOPES
 
 __all__ = ["gsb_value_forward", "gsb_value_backward", "VALUE_THRESHOLD_SCOPES", "V_GRAD_CHOICES"]
 
-VALUE_THRESHOLD_SCOPES = ("sample", "batch")
-V_GRAD_CHOICES = ("masked", "unmasked")
 
 
 def _value_input(V0) -> np.ndarray:
@@ -85,7 +84,7 @@ def gsb_value_forward(V0, betas, k: int = 2, *, scale_grad: str = "mean",
             ``betas`` (as used, V0's dtype), ``k``, ``v_grad``, ``scale_grad``, ``shape``, ``dtype``.
     """
     V0 = _value_input(V0)
-    k = check_int(k, "k", lo=0, hi=K_MAX)
+    k = check_int(k, "k", lo=K_MIN, hi=K_MAX)
     scales_dtype = as_float_array(betas, "betas", ndim=1).dtype
     betas = _check_scales(betas, k, "betas").astype(V0.dtype)
     check_choice(scale_grad, SCALE_GRAD_CHOICES, "scale_grad")

@@ -18,11 +18,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._ste import discrete, frozen
 from .._validate import as_float_array
 from .activations import _sign
-from .._ste import discrete, frozen
 
-__all__ = ["weight_binarize_forward", "weight_binarize_backward"]
+__all__ = ["weight_binarize_forward", "weight_binarize_backward", "weight_binarization_stats"]
+
+
+def weight_binarization_stats(W: np.ndarray):
+    """The one weight rule's statistics ``(mu, alpha) = (mean(W), mean|W|)`` (Eq. 2), in W's dtype.
+
+    ``W_b = alpha * sign(W - mu)`` with ``sign(0) = +1``. The float path (:func:`weight_binarize_forward`)
+    and the packed path (``gsbnp.bitops.pack_binary_weight``) both take their statistics from here, so
+    a float model and its packed export binarize every weight the same way.
+    """
+    return W.mean(), np.abs(W).mean()
 
 
 def weight_binarize_forward(W):
@@ -37,8 +47,8 @@ def weight_binarize_forward(W):
     W = as_float_array(W, "W")
     if W.size == 0:
         raise ValueError(f"W must be non-empty, got shape {W.shape}")
-    mu = frozen(W.mean())
-    alpha = frozen(np.abs(W).mean())
+    mu, alpha = weight_binarization_stats(W)
+    mu, alpha = frozen(mu), frozen(alpha)
     W_b = alpha * _sign(W - mu)  # sign(0) = +1
     # the whole map is one discrete op with the identity STE of Eq. 6
     W_b = discrete(W, W_b, True)

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from .._validate import check_choice, check_float, check_int
 from ..data.dataset import Dataset, channel_stats
+from ..functional import log_softmax
 from ..models import DeiT
 from ..models.checkpoint import read_checkpoint, save_checkpoint
 from ..nn.module import atomic_write_bytes
@@ -105,8 +106,7 @@ def evaluate(model: DeiT, x_uint8: np.ndarray, y: np.ndarray, mean, std, *, batc
             xb = eval_transform(x_uint8[s:s + batch_size], mean, std).astype(model.dtype, copy=False)
             yb = y[s:s + batch_size]
             logits = model.forward(xb).astype(np.float64)  # (b, K)
-            z = logits - logits.max(axis=1, keepdims=True)
-            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            logp = log_softmax(logits)  # (b, K)
             loss_sum += float(-logp[np.arange(len(yb)), yb].sum())
             order = np.argsort(-logits, axis=1, kind="stable")
             for k in topk:
