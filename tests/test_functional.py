@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
+from conftest import B, D, H, N
+from conftest import F as FH
 from scipy.special import erf, ndtr
 
 import gsbnp.functional as F
 from gsbnp.gradcheck import numerical_gradient, rel_error
-
-from conftest import B, D, F as FH, H, N
 
 TOL = 1e-6
 
@@ -66,7 +66,7 @@ def test_gelu(rng):
 
 def test_gelu_float32_fast_path_is_exact_to_float32_resolution(rng):
     x = np.concatenate([rng.standard_normal(200_000) * 3, np.linspace(-12, 12, 10_001)]).astype(np.float32)
-    y, _ = F.gelu_forward(x)
+    y, _ = F.gelu_forward_fast(x)
     assert y.dtype == np.float32
     xd = x.astype(np.float64)
     exact = xd * ndtr(xd)  # ndtr = Phi without the 1 + erf cancellation in the tail
@@ -74,12 +74,12 @@ def test_gelu_float32_fast_path_is_exact_to_float32_resolution(rng):
     # within a few float32 ulps of |x| everywhere (the scale of the activation's input)
     assert np.max(err / np.spacing(np.maximum(np.abs(x), np.float32(1e-3)))) < 6
     # the cached derivative g = Phi + x phi (the backward is dout * g) within a few ulps of 1
-    g, = [F.gelu_backward(np.ones_like(x), cache) for cache in [F.gelu_forward(x)[1]]]
+    g, = [F.gelu_backward(np.ones_like(x), cache) for cache in [F.gelu_forward_fast(x)[1]]]
     g_exact = ndtr(xd) + xd * np.exp(-0.5 * xd * xd) / np.sqrt(2 * np.pi)
     assert g.dtype == np.float32 and np.max(np.abs(g - g_exact)) < 6 * np.spacing(np.float32(1))
     # extreme and non-finite inputs: the end points of the tables, NaN stays NaN
     e = np.array([-1e30, -9, 9, 1e30, np.nan], np.float32)
-    ye, ce = F.gelu_forward(e)
+    ye, ce = F.gelu_forward_fast(e)
     assert np.allclose(ye[:4], [0, 0, 9, 1e30], atol=1e-12) and np.isnan(ye[4])
     assert np.allclose(ce[:4], [0, 0, 1, 1], atol=1e-12) and np.isnan(ce[4])
 
@@ -87,10 +87,26 @@ def test_gelu_float32_fast_path_is_exact_to_float32_resolution(rng):
 def test_gelu_float32_threads_do_not_change_results(monkeypatch, rng):
     x = (rng.standard_normal((3, 70_000)) * 3).astype(np.float32)
     monkeypatch.setenv("GSBNP_NUM_THREADS", "1")
-    y1, g1 = F.gelu_forward(x)
+    y1, g1 = F.gelu_forward_fast(x)
     monkeypatch.setenv("GSBNP_NUM_THREADS", "3")
-    y3, g3 = F.gelu_forward(x)
+    y3, g3 = F.gelu_forward_fast(x)
     assert np.array_equal(y1, y3) and np.array_equal(g1, g3)
+
+
+def test_gelu_fast_path_is_pinned_to_the_readable_formula(rng):
+    x = (rng.standard_normal((4, 9, 3000)) * 3).astype(np.float32)
+    (y, g), (yr, gr) = F.gelu_forward_fast(x), F.gelu_forward(x)
+    assert yr.dtype == y.dtype == np.float32 and gr.dtype == g.dtype == np.float32
+    # the readable x * Phi(x) in float32 and the table path agree to a few float32 ulps of max(|x|, 1)
+    ulp = np.spacing(np.maximum(np.abs(x), np.float32(1)))
+    assert np.max(np.abs(y - yr) / ulp) < 8 and np.max(np.abs(g - gr) / ulp) < 8
+    # any other dtype takes the readable path itself: bit for bit
+    xd = x.astype(np.float64)
+    for a, b in zip(F.gelu_forward_fast(xd), F.gelu_forward(xd)):
+        assert a.dtype == np.float64 and np.array_equal(a, b)
+    # the GELU layer of the MLP runs the fast path in float32
+    from gsbnp.nn import GELU
+    assert np.array_equal(GELU().forward(x), y)
 
 
 def test_softmax(rng):

@@ -1,21 +1,12 @@
 """GELU (exact, erf-based) and softmax, forward and backward.
 
-Legend: B batch, N tokens, F MLP hidden features.
+Legend: B batch, N tokens, F MLP hidden features (docs/legend.md).
 
 GELU is the exact ``x * Phi(x)`` of DeiT/timm (not the tanh approximation); its derivative is
 ``g(x) = Phi(x) + x * phi(x)``. The forward computes both and caches ``g``, so the backward is one
-multiply (``dx = dout * g``), with no second pass over ``x``.
-
-- float64 inputs (every gradient check) use ``scipy.special.ndtr`` (= Phi) and ``exp`` exactly.
-- float32 inputs take a fast path: Phi and g are read from tables on [-8, 8] at spacing
-  h = 2^-10 with linear interpolation, in chunks of 128K elements split over the worker threads
-  of ``gsbnp._threads``. Interpolation error is at most ``h^2/8 * max|f''|``: 2.9e-8 for Phi and 6e-8
-  for g, below float32 resolution of their values; beyond +-8 both are 0 or 1 to float32 precision.
-  So ``x * Phi(x)`` stays within a few float32 ulps of ``|x|`` and g within a few ulps of 1
-  (tests/test_functional.py bounds both). The bound is absolute: deep in the negative tail
-  (x < -4, where |GELU(x)| < 1e-4) the tiny outputs are not relatively accurate, which no float32
-  network can notice. On the tiny preset's MLP activations (64 x 66 x 768) forward + backward take
-  ~20 ms on two cores against ~90 ms for the float32 ``scipy.special.erf`` route.
+multiply (``dx = dout * g``), with no second pass over ``x``. This file holds the readable formula for
+every dtype (the float64 gradient checks run on it); the table-lookup float32 path that training uses
+is :func:`gsbnp.functional.fast.gelu_forward_fast`, pinned to this one by tests/test_functional.py.
 """
 
 from __future__ import annotations
@@ -23,66 +14,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-from .._threads import parallel_ranges
-
-_INV_SQRT_2PI = 0.3989422804014327
-_LUT_STEPS = 1024  # table points per unit of x
-_LUT_RANGE = 8.0  # tables cover [-8, 8]
-_CHUNK = 1 << 17  # elements per chunk: large enough to amortise the per-call cost of ~12 NumPy calls
-_lut: tuple[np.ndarray, ...] | None = None
-
-
-def _tables() -> tuple[np.ndarray, ...]:
-    """Phi and g at the grid points and the differences to the next point, float32 (built once)."""
-    global _lut
-    if _lut is None:
-        grid = np.arange(-_LUT_RANGE * _LUT_STEPS, _LUT_RANGE * _LUT_STEPS + 1) / _LUT_STEPS
-        cdf = ndtr(grid)
-        der = cdf + grid * np.exp(-0.5 * grid * grid) * _INV_SQRT_2PI
-        cdf[0] = der[0] = 0.0  # Phi(-8) = 6e-16: exactly 0 so that x -> -inf gives 0, not x * 6e-16
-        _lut = tuple(a.astype(np.float32) for t in (cdf, der) for a in (t, np.diff(t, append=t[-1])))
-    return _lut
-
-
-def _gelu_fast32(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """GELU(x) and its derivative for float32 x by table lookup and linear interpolation."""
-    cdf_t, cdf_d, der_t, der_d = _tables()
-    xf = np.ascontiguousarray(x).reshape(-1)
-    y = np.empty_like(xf)
-    g = np.empty_like(xf)
-    scale, shift = np.float32(_LUT_STEPS), np.float32(_LUT_RANGE * _LUT_STEPS)
-    top = np.float32(2 * _LUT_RANGE * _LUT_STEPS - 1)
-
-    def run(start: int, stop: int) -> None:
-        u = np.empty(_CHUNK, np.float32)
-        fl = np.empty(_CHUNK, np.float32)
-        i = np.empty(_CHUNK, np.intp)
-        t = np.empty(_CHUNK, np.float32)
-        for s in range(start, stop, _CHUNK):
-            e = min(s + _CHUNK, stop) - s
-            xs, us, fs, js, ts = xf[s:s + e], u[:e], fl[:e], i[:e], t[:e]
-            np.multiply(xs, scale, out=us)  # position on the grid
-            us += shift
-            np.clip(us, 0, top, out=us)  # |x| > 8 reads the end points (0 or 1)
-            np.floor(us, out=fs)
-            with np.errstate(invalid="ignore"):  # NaN inputs: any index, NaN fraction -> NaN out
-                js[...] = fs
-            us -= fs  # fraction of the way to the next grid point
-            np.take(cdf_d, js, mode="clip", out=ts)
-            ts *= us
-            ts += np.take(cdf_t, js, mode="clip")
-            np.multiply(xs, ts, out=y[s:s + e])
-            gs = g[s:s + e]
-            np.take(der_d, js, mode="clip", out=gs)
-            gs *= us
-            gs += np.take(der_t, js, mode="clip")
-
-    parallel_ranges(run, xf.size, min_per_thread=_CHUNK)
-    return y.reshape(x.shape), g.reshape(x.shape)
+_INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
 
 
 def normal_cdf(x: np.ndarray) -> np.ndarray:
-    """Phi(x) = (1 + erf(x / sqrt 2)) / 2: ``scipy.special.ndtr`` (float64 and other dtypes)."""
+    """The standard normal CDF ``Phi(x) = (1 + erf(x / sqrt 2)) / 2`` of GELU, by ``scipy.special.ndtr``
+    (accurate in the negative tail, where ``1 + erf`` cancels). Keeps x's float dtype."""
     return ndtr(x)
 
 
@@ -94,9 +31,7 @@ def gelu_forward(x: np.ndarray):
     Returns:
         y: same shape; cache: ``g = dy/dx = Phi(x) + x * phi(x)``, same shape.
     """
-    if x.dtype == np.float32:
-        return _gelu_fast32(x)
-    cdf = ndtr(x)
+    cdf = normal_cdf(x)
     pdf = np.exp(-0.5 * x * x)
     pdf *= x.dtype.type(_INV_SQRT_2PI)
     pdf *= x
