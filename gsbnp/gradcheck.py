@@ -10,7 +10,7 @@ Public (tutorials and course assignments use it):
   ``backward``, under the frozen-residual surrogate so that STE quantizers are checked too.
 - ``check_surrogate(forward, backward, arrays, ...)``: the same check for a pure forward/backward
   pair (a quantizer of ``gsbnp.quant``, a functional layer): one relative error per input array.
-- ``FrozenResidual`` (from ``gsbnp._ste``): the surrogate of CONVENTIONS.md.
+- ``FrozenResidual`` (from ``gsbnp._ste``): the surrogate of docs/conventions.md#checking-an-ste.
 
 All checks are meant for float64; in float32 a centred difference has ~1e-3 relative noise.
 """

@@ -6,7 +6,7 @@ import pytest
 from gsbnp.functional.loss import cross_entropy, log_softmax
 from gsbnp.gradcheck import numerical_gradient, rel_error
 
-B, C = 3, 7
+B, K = 3, 7
 
 
 def _literal_ce(logits, q):
@@ -15,7 +15,7 @@ def _literal_ce(logits, q):
     return -np.mean(np.sum(q * np.log(p), axis=1))
 
 
-def _onehot(y, c=C):
+def _onehot(y, c=K):
     t = np.zeros((y.size, c))
     t[np.arange(y.size), y] = 1.0
     return t
@@ -24,9 +24,9 @@ def _onehot(y, c=C):
 @pytest.fixture
 def data():
     rng = np.random.default_rng(0)
-    logits = rng.standard_normal((B, C)) * 2.0
+    logits = rng.standard_normal((B, K)) * 2.0
     y = np.array([2, 0, 6])
-    soft = rng.random((B, C))
+    soft = rng.random((B, K))
     soft /= soft.sum(axis=1, keepdims=True)
     return logits, y, soft
 
@@ -45,8 +45,8 @@ def test_gradient_check(data, kind, eps):
 @pytest.mark.parametrize("eps", [0.0, 0.1, 1.0])
 def test_value_matches_literal_formula(data, eps):
     logits, y, soft = data
-    q_hard = (1 - eps) * _onehot(y) + eps / C
-    q_soft = (1 - eps) * soft + eps / C
+    q_hard = (1 - eps) * _onehot(y) + eps / K
+    q_soft = (1 - eps) * soft + eps / K
     assert cross_entropy(logits, y, label_smoothing=eps)[0] == pytest.approx(
         _literal_ce(logits, q_hard), rel=1e-12)
     assert cross_entropy(logits, soft, label_smoothing=eps)[0] == pytest.approx(
@@ -57,7 +57,7 @@ def test_gradient_is_softmax_minus_target(data):
     logits, y, _ = data
     _, d = cross_entropy(logits, y, label_smoothing=0.2)
     p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    q = 0.8 * _onehot(y) + 0.2 / C
+    q = 0.8 * _onehot(y) + 0.2 / K
     np.testing.assert_allclose(d, (p - q) / B, rtol=0, atol=1e-15)
     np.testing.assert_allclose(d.sum(axis=1), 0.0, atol=1e-15)  # rows of p - q sum to 0
 
@@ -72,9 +72,9 @@ def test_hard_equals_onehot_soft(data):
 
 
 def test_known_values():
-    # Equal logits: p is uniform, so the loss is log C for any label.
-    assert cross_entropy(np.zeros((2, C)), np.array([0, 5]))[0] == pytest.approx(np.log(C), rel=1e-14)
-    # A confident correct prediction: loss ~ exp(-margin) for C = 2.
+    # Equal logits: p is uniform, so the loss is log K for any label.
+    assert cross_entropy(np.zeros((2, K)), np.array([0, 5]))[0] == pytest.approx(np.log(K), rel=1e-14)
+    # A confident correct prediction: loss ~ exp(-margin) for K = 2.
     z = np.array([[30.0, 0.0]])
     assert cross_entropy(z, np.array([0]))[0] == pytest.approx(np.log1p(np.exp(-30.0)), rel=1e-10)
 
@@ -124,7 +124,7 @@ def test_int32_labels_accepted(data):
     (np.zeros((2, 3)), [0, 1], 0.0, TypeError, "target must be a numpy.ndarray"),
     (np.zeros((2, 3)), np.full((2, 3), 0.5), 0.0, ValueError, "sum to 1"),
     (np.zeros((2, 3)), np.array([[1.5, -0.5, 0.0], [1.0, 0.0, 0.0]]), 0.0, ValueError, "non-negative"),
-    (np.zeros((2, 3)), np.full((2, 4), 0.25), 0.0, ValueError, r"shape \(B, C\)"),
+    (np.zeros((2, 3)), np.full((2, 4), 0.25), 0.0, ValueError, r"shape \(B, K\)"),
     (np.zeros((2, 3)), np.array([[np.nan, 1.0, 0.0]] * 2), 0.0, ValueError, "NaN"),
     (np.zeros((2, 3), dtype=np.int64), np.array([0, 1]), 0.0, TypeError, "logits must have a floating"),
     (np.zeros(3), np.array([0]), 0.0, ValueError, "logits must have rank 2"),

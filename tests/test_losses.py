@@ -7,17 +7,17 @@ from gsbnp.functional.loss import cross_entropy
 from gsbnp.gradcheck import numerical_gradient, rel_error
 from gsbnp.train.losses import classification_loss, distillation_loss, soft_distillation
 
-B, C = 3, 5
+B, K = 3, 5
 
 
 @pytest.fixture
 def data():
     rng = np.random.default_rng(0)
-    cls = rng.standard_normal((B, C)) * 2
-    dist = rng.standard_normal((B, C)) * 2
-    teacher = rng.standard_normal((B, C)) * 3
+    cls = rng.standard_normal((B, K)) * 2
+    dist = rng.standard_normal((B, K)) * 2
+    teacher = rng.standard_normal((B, K)) * 3
     y = np.array([4, 1, 0])
-    soft = rng.random((B, C))
+    soft = rng.random((B, K))
     soft /= soft.sum(axis=1, keepdims=True)
     return cls, dist, teacher, y, soft
 
@@ -102,7 +102,7 @@ def test_soft_distillation_zero_at_teacher(data):
     assert loss2 == pytest.approx(0.0, abs=1e-12)
     rng = np.random.default_rng(3)
     for _ in range(5):
-        assert soft_distillation(rng.standard_normal((B, C)), teacher)[0] > 0
+        assert soft_distillation(rng.standard_normal((B, K)), teacher)[0] > 0
 
 
 def test_classification_loss_is_mean_of_both_heads(data):
@@ -149,6 +149,6 @@ def test_bad_shapes(data):
     with pytest.raises(TypeError, match="teacher_logits"):
         distillation_loss(cls, dist, y, teacher.astype(np.int64))
     with pytest.raises(ValueError, match="labels must be in"):
-        classification_loss(cls, dist, np.array([0, 1, C]))
+        classification_loss(cls, dist, np.array([0, 1, K]))
     with pytest.raises(ValueError, match="teacher_logits must have the shape"):
         soft_distillation(dist, teacher[:, :2])

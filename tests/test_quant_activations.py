@@ -69,7 +69,7 @@ def literal_sign(x, alpha, bias, g):
 
 
 def literal_round(x, alpha, bias, g):
-    """Eqs. 3, 5, 14 written out (inclusive clip window per CONVENTIONS)."""
+    """Eqs. 3, 5, 14 written out (inclusive clip window, docs/conventions.md#exact-edges)."""
     q = (x + bias) / alpha
     A_bin = np.where(q > 0.5, 1.0, 0.0)  # Eq. 3: 0 if q <= 0.5, 1 otherwise
     inside = (q >= 0) & (q <= 1)

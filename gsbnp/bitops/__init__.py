@@ -9,8 +9,8 @@ in ``gsbnp.models.packed``.
   (Eq. 1) and the GSB attention output (Eq. 35) on packed bits.
 - ``ops``: BOPs / FLOPs / OPs of a transformer block and a whole model (Section V-F, Table IX).
 
-Legend: B batch, N tokens, D embed, H heads, Dh head dim, F MLP hidden / output features, C classes,
-P patch; K is the packed (contracted) length.
+Legend: B batch, N tokens, D embed, H heads, Dh head dim, F output features; Kb packed (contracted)
+length, Wd words per packed row (docs/legend.md).
 """
 
 from .ops import COUNTING_RULE, count_block_ops, count_model_ops, format_ops_table

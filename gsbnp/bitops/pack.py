@@ -1,7 +1,7 @@
 """Bit packing: ±1 signs, {0,1} masks and {-1,0,+1} ternary planes as 64-bit words.
 
 A binarized matrix needs one bit per entry. gsbnp packs along the **last axis** (the axis a matrix
-product contracts over, K) with ``np.packbits(..., bitorder="little")`` and views every 8 bytes as one
+product contracts over, Kb) with ``np.packbits(..., bitorder="little")`` and views every 8 bytes as one
 little-endian ``uint64`` word, so that
 
     bit j of word w  <->  element k = 64*w + j   (j = 0 is the least significant bit).
@@ -15,12 +15,13 @@ Bit meanings (``PackedBits.kind``):
 - ternary values ``t in {-1, 0, +1}`` (``PackedTernary``, BiBERT-style bit planes, Fig. 10): a mask plane
   ``m = (t != 0)`` and a sign plane ``s = (t > 0)``, so ``t = m * (2s - 1)``.
 
-**Padding rule.** When K is not a multiple of 64 the last word has ``64*n_words - K`` unused high bits.
+**Padding rule.** When Kb is not a multiple of 64 the last word has ``64*n_words - Kb`` unused high bits.
 They are always 0, in every plane of every operand (the constructors check it). The popcount products
 of ``gsbnp.bitops.popcount`` are written so that 0-padding adds nothing: a xor of two 0 bits and an and
-with a 0 bit are 0, and every formula that needs the length uses the true K, never ``64*n_words``.
+with a 0 bit are 0, and every formula that needs the length uses the true Kb, never ``64*n_words``.
 
-Legend: K packed (contracted) length, W = ceil(K / 64) words; ``...`` any leading axes (B, H, N, ...).
+Legend: Kb packed (contracted) length (the attribute ``PackedBits.K``), Wd = ceil(Kb / 64) words
+(docs/legend.md). ``...`` stands for any leading axes (B, H, N, ...).
 """
 
 from __future__ import annotations

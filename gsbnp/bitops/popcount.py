@@ -1,19 +1,19 @@
 """Matrix products of packed bit matrices with xor/and + popcount (Figs. 2, 3, 10; Eqs. 1, 35).
 
-Every product here contracts the packed last axis (length K) of both operands, like ``x @ W.T``:
+Every product here contracts the packed last axis (length Kb) of both operands, like ``x @ W.T``:
 
     out[..., m, n] = sum_k a[..., m, k] * b[..., n, k]
 
 and is computed from whole 64-bit words with ``np.bitwise_count`` (results are exact integers):
 
-- ±1 x ±1 (Fig. 3, xnor/popcount):        ``out = K - 2 * popcount(a xor b)`` (= 2 xnor-count - K)
+- ±1 x ±1 (Fig. 3, xnor/popcount):        ``out = Kb - 2 * popcount(a xor b)`` (= 2 xnor-count - Kb)
 - {0,1} x ±1 (Fig. 2, 0-valued vectors):  ``out = 2 * popcount(a and b) - popcount(a)``
 - {0,1} x {0,1}:                           ``out = popcount(a and b)``
 - {0,1} x ternary ``t = m*(2s - 1)`` (BiBERT bit planes, Fig. 10): positions where ``t = 0`` are
   skipped by the mask, ``out = 2 * popcount(a and m and s) - popcount(a and m)``.
 
 Padding bits are 0 in every plane (``gsbnp.bitops.pack``), so they add nothing to any popcount above,
-and the ±1 formula uses the true K.
+and the ±1 formula uses the true Kb.
 
 On top of these: ``binary_linear_packed`` (the binarized linear layer, Eq. 1) and ``gsb_av_packed``
 (the GSB attention output, Eq. 35, ``Y = sum_ij alpha_i beta_j (A_i ⊠ V_j)``, batched over every
@@ -27,8 +27,9 @@ longer than a row while the kernel runs (``_bufsize``): with the default buffer 
 takes NumPy's buffered path at ~2.7x the cost. Threads take tiles one at a time; NumPy ufuncs release
 the GIL, so two threads use two cores.
 
-Legend: B batch, H heads, N tokens, Dh head dim, D embed (= K of a linear layer), F output features;
-M, N rows of the two operands, K packed length, W = ceil(K / 64) words, L flattened leading axes.
+Legend: B batch, H heads, N tokens, Dh head dim, D embed (= Kb of a linear layer), F output features;
+Ra, Rb rows of the two operands, Kb packed length, Wd = ceil(Kb / 64) words, G flattened leading axes
+(docs/legend.md). Inside the kernels the local variables K, M, N, W, L stand for Kb, Ra, Rb, Wd, G.
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ def _layout(a_words: np.ndarray, b_words: np.ndarray):
 
 
 def _int_product(a_words, b_words, K, op, post, threads, extra=None):
-    """Run the kernel and write ``post(counts, extra_tile)`` into an int32 output (..., M, N)."""
+    """Run the kernel and write ``post(counts, extra_tile)`` into an int32 output (..., Ra, Rb)."""
     a3, bT, out_shape = _layout(a_words, b_words)
     out3 = np.empty(a3.shape[:2] + (bT.shape[-1],), np.int32)  # (L, M', N)
     ex3 = None if extra is None else extra(a3)  # (L, M') per-row term, laid out like a3
@@ -223,10 +224,10 @@ def matmul_sign_sign(a: PackedBits, b: PackedBits, *, threads: int | None = None
     """±1 x ±1 product by xnor/popcount (Fig. 3): ``out = K - 2 * popcount(a xor b)``.
 
     Args:
-        a: sign-packed (..., M, K); b: sign-packed (..., N, K); leading axes broadcast.
+        a: sign-packed (..., Ra, Kb); b: sign-packed (..., Rb, Kb); leading axes broadcast.
         threads: worker threads (None: ``default_threads()``).
     Returns:
-        out: (..., M, N) int32, equal to ``unpack(a) @ unpack(b).swapaxes(-1, -2)``.
+        out: (..., Ra, Rb) int32, equal to ``unpack(a) @ unpack(b).swapaxes(-1, -2)``.
     """
     _check_operand(a, "a", ("sign",))
     _check_operand(b, "b", ("sign",))
@@ -246,9 +247,9 @@ def matmul_mask_sign(a: PackedBits, b: PackedBits, *, threads: int | None = None
     """{0,1} x ±1 product: ``out = 2 * popcount(a and b) - popcount(a)`` (Fig. 2, 0-valued vectors).
 
     Args:
-        a: mask-packed (..., M, K) with values {0,1}; b: sign-packed (..., N, K).
+        a: mask-packed (..., Ra, Kb) with values {0,1}; b: sign-packed (..., Rb, Kb).
     Returns:
-        out: (..., M, N) int32.
+        out: (..., Ra, Rb) int32.
     """
     _check_operand(a, "a", ("mask",))
     _check_operand(b, "b", ("sign",))
@@ -267,9 +268,9 @@ def matmul_mask_mask(a: PackedBits, b: PackedBits, *, threads: int | None = None
     """{0,1} x {0,1} product: ``out = popcount(a and b)``.
 
     Args:
-        a: mask-packed (..., M, K); b: mask-packed (..., N, K).
+        a: mask-packed (..., Ra, Kb); b: mask-packed (..., Rb, Kb).
     Returns:
-        out: (..., M, N) int32.
+        out: (..., Ra, Rb) int32.
     """
     _check_operand(a, "a", ("mask",))
     _check_operand(b, "b", ("mask",))
@@ -288,10 +289,10 @@ def matmul_mask_ternary(a: PackedBits, b: PackedTernary, *, threads: int | None 
     ``out = popcount(a & m & s) - popcount(a & m & ~s) = 2 * popcount(a & m & s) - popcount(a & m)``.
 
     Args:
-        a: mask-packed (..., M, K), e.g. ``A_i`` (N queries x N keys).
-        b: PackedTernary (..., N, K), e.g. ``V_j^T`` (Dh x N keys).
+        a: mask-packed (..., Ra, Kb), e.g. ``A_i`` (N queries x N keys).
+        b: PackedTernary (..., Rb, Kb), e.g. ``V_j^T`` (Dh x N keys).
     Returns:
-        out: (..., M, N) int32.
+        out: (..., Ra, Rb) int32.
     """
     _check_operand(a, "a", ("mask",))
     _check_operand(b, "b", ("ternary",))
@@ -310,7 +311,7 @@ def popcount_matmul(a, b, *, threads: int | None = None) -> np.ndarray:
     """Dispatch on the operand kinds: ``out[..., m, n] = sum_k a[..., m, k] * b[..., n, k]``.
 
     Supported (a, b) kinds: (sign, sign), (mask, sign), (sign, mask), (mask, mask), (mask, ternary),
-    (ternary, mask). Returns (..., M, N) int32.
+    (ternary, mask). Returns (..., Ra, Rb) int32.
     """
     for x, name in ((a, "a"), (b, "b")):
         if not isinstance(x, (PackedBits, PackedTernary)):

@@ -1,7 +1,8 @@
 """Fully connected layer and patch embedding as pure forward/backward pairs.
 
 Legend: B batch, N tokens, D embed (input features), F output features, C channels, P patch,
-Hp x Wp patch grid. Weights use the PyTorch layout ``W (F, D)``: ``out = x @ W.T + b``.
+Hp x Wp patch grid, Hi x Wi image height and width (docs/legend.md). Weights use the PyTorch layout
+``W (F, D)``: ``out = x @ W.T + b``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def linear_backward(dout: np.ndarray, cache):
 
 
 def patchify(x: np.ndarray, P: int) -> np.ndarray:
-    """(B, C, H, W) images -> (B, Hp*Wp, C*P*P) patches, each flattened in (C, P, P) order.
+    """(B, C, Hi, Wi) images -> (B, Hp*Wp, C*P*P) patches, each flattened in (C, P, P) order.
 
     The (C, P, P) order makes ``patchify(x) @ W.reshape(D, -1).T`` equal a stride-P convolution with
     kernel ``W (D, C, P, P)`` (PyTorch/timm's ``Conv2d`` patch embedding).
@@ -58,7 +59,7 @@ def patchify(x: np.ndarray, P: int) -> np.ndarray:
 
 
 def unpatchify(p: np.ndarray, P: int, C: int, H: int, W: int) -> np.ndarray:
-    """Inverse of :func:`patchify`: (B, Hp*Wp, C*P*P) -> (B, C, H, W)."""
+    """Inverse of :func:`patchify`: (B, Hp*Wp, C*P*P) -> (B, C, Hi, Wi)."""
     B = p.shape[0]
     Hp, Wp = H // P, W // P
     x = p.reshape(B, Hp, Wp, C, P, P).transpose(0, 3, 1, 4, 2, 5)  # (B, C, Hp, P, Wp, P)
@@ -71,7 +72,7 @@ def patch_embed_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, P: int):
     Equal to ``Conv2d(C, D, kernel_size=P, stride=P)`` applied to x, flattened to tokens.
 
     Args:
-        x: (B, C, H, W) images, H and W divisible by P.
+        x: (B, C, Hi, Wi) images, Hi and Wi divisible by P.
         W: (D, C, P, P) kernel (conv layout); b: (D,) bias.
     Returns:
         out: (B, N, D) with N = (H/P)(W/P), tokens in row-major patch order.
@@ -83,7 +84,7 @@ def patch_embed_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, P: int):
 
 
 def patch_embed_backward(dout: np.ndarray, cache):
-    """Backward of :func:`patch_embed_forward`: returns dx (B, C, H, W), dW (D, C, P, P), db (D,)."""
+    """Backward of :func:`patch_embed_forward`: returns dx (B, C, Hi, Wi), dW (D, C, P, P), db (D,)."""
     lin_cache, xshape, P, Wshape = cache
     dpatches, dW, db = linear_backward(dout, lin_cache)  # patches @ W2.T + b
     _, C, H, Wd = xshape

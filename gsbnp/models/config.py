@@ -1,7 +1,7 @@
 """``DeiTConfig``: one dataclass for the architecture and the binarization method, with presets.
 
 Field names of the architecture follow timm's ``VisionTransformer``; the binarization fields follow
-the paper (Sections III-IV) and CONVENTIONS.md. Use ``DeiTConfig.preset(name)`` and
+the paper (Sections III-IV) and docs/conventions.md#defaults. Use ``DeiTConfig.preset(name)`` and
 ``dataclasses.replace(cfg, field=value)``; every instance is validated on construction.
 """
 

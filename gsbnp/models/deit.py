@@ -1,6 +1,7 @@
 """DeiT (data-efficient image transformer) with [cls] and [dist] tokens, full precision or binarized.
 
-Legend: B batch, C channels, N tokens (= patches + 2), D embed, H heads, K classes.
+Legend: B batch, C channels, S image side, N tokens (= patches + 2), D embed, H heads, K classes
+(docs/legend.md).
 
     t   = PatchEmbed(x)                               (B, N-2, D)
     h   = [cls; dist; t] + pos_embed                  (B, N, D)
@@ -109,21 +110,21 @@ class DeiT(Module):
     def _check_input(self, x) -> np.ndarray:
         cfg = self.cfg
         x = as_float_array(x, "x", ndim=4)
-        B, C, H, W = x.shape
+        B, C, Hi, Wi = x.shape
         if B < 1:
             raise ValueError("x must hold at least one image (batch size 0)")
         if C != cfg.in_chans:
             raise ValueError(f"x must have {cfg.in_chans} channel(s) (NCHW layout), got shape {x.shape}")
-        if H % cfg.patch_size or W % cfg.patch_size:
-            raise ValueError(f"x image size {H}x{W} is not divisible by patch_size {cfg.patch_size}")
-        if H != cfg.img_size or W != cfg.img_size:
-            raise ValueError(f"x must be {cfg.img_size}x{cfg.img_size} images, got {H}x{W}")
+        if Hi % cfg.patch_size or Wi % cfg.patch_size:
+            raise ValueError(f"x image size {Hi}x{Wi} is not divisible by patch_size {cfg.patch_size}")
+        if Hi != cfg.img_size or Wi != cfg.img_size:
+            raise ValueError(f"x must be {cfg.img_size}x{cfg.img_size} images, got {Hi}x{Wi}")
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         return x
 
     def forward_features(self, x: np.ndarray) -> np.ndarray:
-        """(B, C, H, W) -> final normalised tokens (B, N, D)."""
+        """(B, C, S, S) images -> final normalised tokens (B, N, D)."""
         x = self._check_input(x)
         B = x.shape[0]
         p = self._params
@@ -172,7 +173,7 @@ class DeiT(Module):
         return (cls_logits + dist_logits) * self.dtype.type(0.5)
 
     def backward(self, dcls_logits: np.ndarray, ddist_logits: np.ndarray | None = None) -> np.ndarray:
-        """Backward of ``forward``; returns dx (B, C, H, W) and fills ``grads``.
+        """Backward of ``forward``; returns dx (B, C, S, S) and fills ``grads``.
 
         In train mode pass both upstream gradients; in eval mode pass the gradient of the mean logits.
         """

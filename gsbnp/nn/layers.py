@@ -34,7 +34,7 @@ class Linear(Module):
     Quantization state (set by ``set_quant``; the model's ``set_precision`` drives it):
         binarize_weights: W -> W_b (Eqs. 1, 2, 4), dW = dW_b (Eq. 6).
         act_mode: None (full precision input), "learnable" (GSB: learnable scale and bias, Eqs. 4-5 /
-            CONVENTIONS type-A/B) or "baseline" (Eqs. 1-2 statistics, no parameters).
+            docs/conventions.md#activations-of-linear-layers) or "baseline" (Eqs. 1-2 statistics, no parameters).
         act_type: "B" (sign; inputs of qkv, proj, fc1) or "A" (round/clip; input of fc2), fixed by the
             layer's position; ``act_rule="sign"`` forces sign on a type-A position (Table V).
     The learnable scale is initialised on the first batch it sees (2 mean|x| for type-B, 4 mean|x| for
@@ -139,7 +139,7 @@ class Linear(Module):
         if self.act_mode == "learnable":
             bwd = Q.act_sign_backward if self._sign_input else Q.act_round_backward
             dx, dalpha, dbias = bwd(dx, acache)
-            # max(alpha, floor) passes the gradient straight through (CONVENTIONS, positivity).
+            # max(alpha, floor) passes the gradient straight through (docs/conventions.md#positivity-of-scales).
             self._grads["act_alpha"] = np.asarray(dalpha, dtype=self.dtype).reshape(())
             self._grads["act_bias"] = dbias.astype(self.dtype, copy=False)
         elif self.act_mode == "baseline":
@@ -221,7 +221,7 @@ class MLP(Module):
 class PatchEmbed(Module):
     """(B, C, H, W) -> (B, N, D) by a stride-P "convolution": kernel ``W (D, C, P, P)``, bias ``b (D,)``.
 
-    Stays full precision in every stage (CONVENTIONS: patch embedding and heads are not binarized).
+    Stays full precision in every stage (docs/conventions.md#weights: patch embedding and heads are not binarized).
     """
 
     no_decay_params = ("b",)

@@ -4,7 +4,7 @@ parameter-free baseline versions of Section III-A, as pure forward/backward pair
 Legend: B batch, N tokens, D embed, H heads, Dh head dim, F MLP hidden. An activation ``x`` may have
 any rank: (B, N, D) for a linear input, (B, N, F) after GELU, (B, H, N, Dh) for Q and K.
 
-Learnable quantizers (BiT-style, CONVENTIONS "Activations of linear layers"): with
+Learnable quantizers (BiT-style, docs/conventions.md#activations-of-linear-layers): with
 ``q = (x + bias) / alpha``
 
 - type-B (Eqs. 4, 5, 29, 31): ``x_b = alpha * sign(q)``, ``sign(0) = +1``.

@@ -43,7 +43,7 @@ def _attention_input(A, name: str) -> np.ndarray:
 def threshold_coefficients(k: int, dtype=np.float64, *, with_zero: bool = False) -> np.ndarray:
     """``c_i = 0.5 + 0.4 * i / k`` for i = 1..k (i = 0..k with ``with_zero``; c_0 = 0.5).
 
-    Computed elementwise in float64 in exactly that order (CONVENTIONS "Exact edges"), then cast.
+    Computed elementwise in float64 in exactly that order (docs/conventions.md#exact-edges), then cast.
     """
     i = np.arange(0 if with_zero else 1, k + 1, dtype=np.float64)
     c = 0.5 + 0.4 * i / k if k > 0 else np.full(i.shape, 0.5)

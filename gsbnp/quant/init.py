@@ -2,7 +2,7 @@
 activation binarizers (type-B / type-A).
 
 Legend: B batch, H heads, N tokens, Dh head dim. Statistics are pooled over the whole first batch that
-reaches the layer in the binarized stage (CONVENTIONS "Initial scales").
+reaches the layer in the binarized stage (docs/conventions.md#initial-scales).
 
 Nested regions: with masks M_0 ⊇ M_1 ⊇ ... ⊇ M_k (strict ``>`` thresholds, as in the forward) the
 regions are ``R_i = M_i \\ M_{i+1}`` and the top region ``R_k = M_k``. An entry in R_i is represented

@@ -1,8 +1,8 @@
 """Training-time data augmentation in NumPy (and Pillow for the per-image RandAugment ops).
 
-Legend: B batch, H x W image size, C channels (1 = grey digits, 3 = RGB), K classes.
+Legend: B batch, Hi x Wi image height and width, C channels (1 = grey digits, 3 = RGB), K classes.
 
-The paper follows DeiT's augmentation (Section V-A); CONVENTIONS.md adapts it to small images: random
+The paper follows DeiT's augmentation (Section V-A); docs/conventions.md#training adapts it to small images: random
 crop with zero padding, horizontal flip (off for digits, where a flip changes the class), RandAugment,
 random erasing; mixup/cutmix and label smoothing optional (off in the released recipe). The pipeline of
 ``build_train_transform``, in DeiT/timm order:

@@ -1,6 +1,6 @@
 """Training losses of the two-head (class token + distillation token) DeiT student, Eq. 36.
 
-Legend: B batch, C classes.
+Legend: B batch, K classes.
 
 The student has two heads: ``head`` on the [cls] token and ``head_dist`` on the [dist] token (DeiT).
 With a teacher (the paper's recipe, Section IV-D):
@@ -10,7 +10,7 @@ With a teacher (the paper's recipe, Section IV-D):
 with lam = 0.5. ``L_dis`` is "hard" (DeiT hard distillation, the authors' released recipe):
 ``CE(dist_logits, argmax(teacher_logits))``, or "soft": ``tau^2 * KL(p_t || p_s)`` with
 ``p_t = softmax(teacher_logits / tau)`` and ``p_s = softmax(dist_logits / tau)``, averaged over the
-batch. (DeiT's soft loss divides the summed KL by B*C, i.e. by ``numel``; gsbnp uses the batch mean,
+batch. (DeiT's soft loss divides the summed KL by B*K, i.e. by ``numel``; gsbnp uses the batch mean,
 the true per-sample KL, so lam keeps its meaning across class counts.)
 
 Without a teacher both heads learn the labels: ``L = (CE(cls, y) + CE(dist, y)) / 2`` (DeiT trains
@@ -45,9 +45,9 @@ def soft_distillation(dist_logits: np.ndarray, teacher_logits: np.ndarray, tau: 
     factor keeps the gradient's size independent of tau, Hinton et al.).
 
     Args:
-        dist_logits: (B, C) student logits. teacher_logits: (B, C), no gradient. tau: > 0.
+        dist_logits: (B, K) student logits. teacher_logits: (B, K), no gradient. tau: > 0.
     Returns:
-        loss (float), ddist_logits (B, C) in ``dist_logits``' dtype.
+        loss (float), ddist_logits (B, K) in ``dist_logits``' dtype.
     """
     dist_logits = as_float_array(dist_logits, "dist_logits", ndim=2)
     teacher_logits = as_float_array(teacher_logits, "teacher_logits", ndim=2)
@@ -56,11 +56,11 @@ def soft_distillation(dist_logits: np.ndarray, teacher_logits: np.ndarray, tau: 
                          f"got {teacher_logits.shape}")
     tau = check_float(tau, "tau", lo=0.0, lo_open=True)
     B = dist_logits.shape[0]
-    log_ps = log_softmax(dist_logits / tau)  # (B, C)
-    log_pt = log_softmax(teacher_logits.astype(dist_logits.dtype, copy=False) / tau)  # (B, C)
-    p_t = np.exp(log_pt)  # (B, C)
+    log_ps = log_softmax(dist_logits / tau)  # (B, K)
+    log_pt = log_softmax(teacher_logits.astype(dist_logits.dtype, copy=False) / tau)  # (B, K)
+    p_t = np.exp(log_pt)  # (B, K)
     kl = np.sum(p_t * (log_pt - log_ps), dtype=np.float64) / B
-    ddist = (np.exp(log_ps) - p_t) * (tau / B)  # (B, C)
+    ddist = (np.exp(log_ps) - p_t) * (tau / B)  # (B, K)
     return float(tau * tau * kl), ddist
 
 
@@ -70,17 +70,17 @@ def distillation_loss(cls_logits: np.ndarray, dist_logits: np.ndarray, target: n
     """Eq. 36: ``(1 - lam) * CE(cls_logits, target) + lam * L_dis(dist_logits, teacher_logits)``.
 
     Args:
-        cls_logits: (B, C) logits of the [cls]-token head.
-        dist_logits: (B, C) logits of the [dist]-token head.
-        target: (B,) integer labels or (B, C) soft targets (mixup/cutmix) for the class head.
-        teacher_logits: (B, C) logits of the (frozen) teacher on the same (augmented) images.
+        cls_logits: (B, K) logits of the [cls]-token head.
+        dist_logits: (B, K) logits of the [dist]-token head.
+        target: (B,) integer labels or (B, K) soft targets (mixup/cutmix) for the class head.
+        teacher_logits: (B, K) logits of the (frozen) teacher on the same (augmented) images.
         lam: weight of the distillation term in [0, 1] (paper: 0.5).
         kind: "hard" = CE(dist_logits, argmax teacher) (DeiT hard distillation, the authors' recipe;
             ties go to the first class); "soft" = tau^2 KL(p_t || p_s) (see ``soft_distillation``).
         tau: temperature of "soft", > 0 (ignored by "hard").
         label_smoothing: eps of the class-head CE only (the teacher's labels are never smoothed).
     Returns:
-        loss (float), dcls_logits (B, C), ddist_logits (B, C), in the logits' dtype.
+        loss (float), dcls_logits (B, K), ddist_logits (B, K), in the logits' dtype.
     """
     cls_logits, dist_logits = _check_pair(cls_logits, dist_logits)
     teacher_logits = as_float_array(teacher_logits, "teacher_logits", ndim=2)
@@ -111,10 +111,10 @@ def classification_loss(cls_logits: np.ndarray, dist_logits: np.ndarray, target:
     inference average of the two heads stays meaningful.
 
     Args:
-        cls_logits, dist_logits: (B, C). target: (B,) integer labels or (B, C) soft targets.
+        cls_logits, dist_logits: (B, K). target: (B,) integer labels or (B, K) soft targets.
         label_smoothing: eps applied to both CE terms.
     Returns:
-        loss (float), dcls_logits (B, C), ddist_logits (B, C).
+        loss (float), dcls_logits (B, K), ddist_logits (B, K).
     """
     cls_logits, dist_logits = _check_pair(cls_logits, dist_logits)
     loss_cls, dcls = cross_entropy(cls_logits, target, label_smoothing=label_smoothing)

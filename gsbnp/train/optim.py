@@ -15,7 +15,7 @@ up to float rounding (PyTorch computes ``m`` with ``lerp``, which can differ in 
 - Adam:  ``g += wd p`` (L2 penalty in the gradient); ``m = b1 m + (1-b1) g``; ``v = b2 v + (1-b2) g^2``;
          ``p -= (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
 - AdamW: as Adam, but the decay is decoupled: ``p *= 1 - lr wd`` before the moment update (the
-         paper's optimiser with CONVENTIONS.md's weight decay 0.05).
+         paper's optimiser with the weight decay 0.05 of docs/conventions.md#training).
 
 Names in ``no_decay`` (biases, norms, tokens, pos-embed, quantizer scales and biases, Phi, Omega, as
 the model lists them) get ``wd = 0``.
@@ -299,7 +299,7 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (``torch.optim.AdamW``), the paper's optimiser.
 
     Update at step t: ``p *= 1 - lr * wd`` (skipped for ``no_decay`` names), then Adam's moment
-    update and step on the raw gradient. Defaults follow CONVENTIONS.md: betas (0.9, 0.999),
+    update and step on the raw gradient. Defaults follow docs/conventions.md#training: betas (0.9, 0.999),
     eps 1e-8, weight decay 0.05. Arguments as :class:`Adam`.
     """
 

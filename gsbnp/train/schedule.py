@@ -1,6 +1,6 @@
 """Learning-rate schedule: optional linear warm-up, then cosine decay to a floor, per optimizer step.
 
-The paper trains with cosine annealing from 5e-4 and no warm-up (Section V-A); CONVENTIONS.md decays
+The paper trains with cosine annealing from 5e-4 and no warm-up (Section V-A); docs/conventions.md#training decays
 to 1e-6. The schedule is a pure function of the step index, so resuming a run needs only the step
 count (kept by the optimizer); ``CosineSchedule`` bundles the settings and can store them beside it.
 
@@ -43,7 +43,7 @@ def cosine_lr(step: int, total_steps: int, base_lr: float, min_lr: float = 1e-6,
         step: int >= 0; steps at or past ``total_steps`` get ``min_lr``.
         total_steps: number of updates in the run (>= 1).
         base_lr: peak rate, > 0 (the paper: 5e-4).
-        min_lr: floor in [0, base_lr] reached at ``total_steps`` (CONVENTIONS.md: 1e-6).
+        min_lr: floor in [0, base_lr] reached at ``total_steps`` (docs/conventions.md#training: 1e-6).
         warmup_steps: in [0, total_steps); 0 = no warm-up (the binary stages).
         warmup_start: rate at step 0 of the warm-up, >= 0.
     Returns:

@@ -46,7 +46,7 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class TrainConfig:
-    """Settings of one training stage (paper Section V-A and CONVENTIONS "Training")."""
+    """Settings of one training stage (paper Section V-A and docs/conventions.md#training)."""
 
     epochs: int = 100                 # passes over the training set
     batch_size: int = 64
