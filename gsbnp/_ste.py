@@ -3,8 +3,8 @@
 A straight-through estimator (STE) replaces the derivative of a discrete op (sign, round, clip, a
 threshold mask) by 1 inside a window and 0 outside. Finite differences of the real function cannot
 check that (they are 0 almost everywhere and blow up across a step), so gsbnp checks every STE against
-the **frozen-residual surrogate** (docs/conventions.md#checking-an-ste): at the check point ``x0`` each discrete op records
-its residual ``r = op(u0) - u0`` and its window; the surrogate then evaluates
+the **frozen-residual surrogate** (docs/conventions.md#checking-an-ste): at the check point ``x0`` each
+discrete op records its residual ``r = op(u0) - u0`` and its window; the surrogate then evaluates
 
     op(u) := u + r        inside the window recorded at x0
     op(u) := op(u0)       outside it

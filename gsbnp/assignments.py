@@ -537,7 +537,7 @@ for kind in ("hard", "soft"):
     loss, dcls, ddist = L(cls, dist)
     num_c = numerical_gradient(lambda z: L(z, dist)[0], cls)
     num_d = numerical_gradient(lambda z: L(cls, z)[0], dist)
-    print(f"{kind}: loss {loss:.4f}  dcls err {rel_error(dcls, num_c):.1e}  ddist err {rel_error(ddist, num_d):.1e}")""",
+    print(f"{kind}: loss {loss:.4f}  dcls err {rel_error(dcls, num_c):.1e}  ddist err {rel_error(ddist, num_d):.1e}")""",  # noqa: E501
         """\
 Both gradient errors below `1e-6` for "hard" and "soft"."""),
 }

@@ -135,3 +135,27 @@ def test_bad_quant_options():
     m = DeiT(small_cfg(), rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="stage"):
         m.set_precision("ternary")
+
+
+@pytest.mark.parametrize("method", ["gsb", "baseline"])
+def test_init_scales_is_the_explicit_first_batch_step(method):
+    """model.init_scales(x) sets every scale from x and restores the generators: the forward that
+    follows equals the first forward of a model left to initialise itself, dropout masks included
+    (training from a seed gives the numbers it gave before the step existed)."""
+    cfg = small_cfg(method=method, drop_rate=0.2, drop_path_rate=0.2)
+    x = np.random.default_rng(1).standard_normal((3, 2, 4, 4)).astype(np.float32)
+    lazy = DeiT(cfg, rng=np.random.default_rng(0)).set_precision("binary")
+    explicit = DeiT(cfg, rng=np.random.default_rng(0)).set_precision("binary")
+    assert lazy.scales_pending() is explicit.scales_pending() is (method == "gsb")  # the baseline has none
+    state = explicit.rng.bit_generator.state
+    assert explicit.init_scales(x) is explicit
+    assert not explicit.scales_pending() and explicit.rng.bit_generator.state == state
+    out_lazy, out_explicit = lazy.forward(x), explicit.forward(x)
+    for a, b in zip(out_lazy, out_explicit):
+        assert np.array_equal(a, b)
+    for k, v in lazy.state_dict().items():
+        assert np.array_equal(v, explicit.state_dict()[k]), k
+    before = explicit.state_dict()
+    explicit.init_scales(x * 3)  # nothing pending: nothing changes
+    assert all(np.array_equal(v, explicit.state_dict()[k]) for k, v in before.items())
+    assert not DeiT(cfg, rng=np.random.default_rng(0)).set_precision("weights").scales_pending()

@@ -9,8 +9,8 @@ import pytest
 from gsbnp.cli import main
 from gsbnp.data.dataset import load_digits, save_dataset
 
-TINY = ["--set", "embed_dim=16", "--set", "depth=1", "--set", "num_heads=2", "--epochs-teacher", "1", "--epochs-stage1", "1",
-        "--epochs-stage2", "1", "--no-progress", "--batch-size", "64"]
+TINY = ["--set", "embed_dim=16", "--set", "depth=1", "--set", "num_heads=2", "--epochs-teacher", "1",
+        "--epochs-stage1", "1", "--epochs-stage2", "1", "--no-progress", "--batch-size", "64"]
 
 
 def _err(capsys):

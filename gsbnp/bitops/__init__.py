@@ -14,31 +14,11 @@ length, Wd words per packed row (docs/legend.md).
 """
 
 from .ops import COUNTING_RULE, count_block_ops, count_model_ops, format_ops_table
-from .pack import (
-                   BITORDER,
-                   WORD_BITS,
-                   PackedBits,
-                   PackedTernary,
-                   n_words,
-                   pack_mask,
-                   pack_signs,
-                   pack_ternary,
-                   unpack_bits,
-                   unpack_ternary,
-)
-from .popcount import (
-                   binary_linear_packed,
-                   default_threads,
-                   gsb_av_bitwise,
-                   gsb_av_packed,
-                   matmul_mask_mask,
-                   matmul_mask_sign,
-                   matmul_mask_ternary,
-                   matmul_sign_sign,
-                   pack_binary_input,
-                   pack_binary_weight,
-                   popcount_matmul,
-)
+from .pack import (BITORDER, WORD_BITS, PackedBits, PackedTernary, n_words, pack_mask, pack_signs,
+                   pack_ternary, unpack_bits, unpack_ternary)
+from .popcount import (binary_linear_packed, default_threads, gsb_av_bitwise, gsb_av_packed,
+                       matmul_mask_mask, matmul_mask_sign, matmul_mask_ternary, matmul_sign_sign,
+                       pack_binary_input, pack_binary_weight, popcount_matmul)
 
 __all__ = [
     "BITORDER", "WORD_BITS", "PackedBits", "PackedTernary", "n_words", "pack_signs", "pack_mask",

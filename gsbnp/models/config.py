@@ -11,20 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from .._validate import check_choice, check_float, check_int
-from ..quant.options import (
-    ABIN_CHOICES,
-    ATTN_THRESHOLD_SCOPES,
-    BASELINE_MODES,
-    INIT_CHOICES,
-    K_MAX,
-    K_MIN,
-    METHODS,
-    PHI_MODES,
-    SCALE_GRAD_CHOICES,
-    STAGE1_CHOICES,
-    TYPE_A_CHOICES,
-    V_GRAD_CHOICES,
-)
+from ..quant.options import (ABIN_CHOICES, ATTN_THRESHOLD_SCOPES, BASELINE_MODES, INIT_CHOICES, K_MAX, K_MIN, METHODS,
+                             PHI_MODES, SCALE_GRAD_CHOICES, STAGE1_CHOICES, TYPE_A_CHOICES, V_GRAD_CHOICES)
 
 PRESETS = {
     # 8x8 grey digits (the bundled data set): N = 16 patches + 2 tokens = 18

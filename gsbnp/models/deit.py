@@ -75,7 +75,8 @@ class DeiT(Module):
         """Switch to stage ``"fp"``, ``"weights"`` (stage 1) or ``"binary"`` (stage 2).
 
         New quantizer parameters (activation scales/biases, GSB alphas, betas, Phi, Omega) are created
-        when first needed; their scales are initialised from the first batch the layer sees.
+        when first needed; their scales are set by ``init_scales(x)`` (the trainer calls it on the first
+        batch of a stage) or else from the first batch each layer sees.
         """
         check_choice(stage, STAGES, "stage")
         cfg = self.cfg

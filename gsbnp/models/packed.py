@@ -24,19 +24,9 @@ import numpy as np
 
 from .. import __version__
 from .. import functional as F
-from .. import quant as Q
-from ..bitops import (
-    PackedBits,
-    binary_linear_packed,
-    gsb_av_bitwise,
-    matmul_mask_sign,
-    matmul_sign_sign,
-    pack_binary_weight,
-    pack_mask,
-    pack_signs,
-    unpack_bits,
-)
-from ..nn.layers import SCALE_FLOOR, Linear
+from ..bitops import (PackedBits, binary_linear_packed, gsb_av_bitwise, matmul_mask_sign, matmul_sign_sign,
+                      pack_binary_weight, pack_mask, pack_signs, unpack_bits)
+from ..nn.layers import Linear
 from ..nn.module import load_npz, save_npz
 from .checkpoint import load_model
 from .config import DeiTConfig
@@ -76,25 +66,17 @@ class PackedLinear(Linear):
         with the integer ``dot`` from ``K - 2 popcount(x xor w)`` (sign inputs) or mask/sign popcounts
         (type-A inputs, Fig. 10).
         """
-        W_bits, alpha_w = self.W_bits, self.alpha_w
+        W_bits, alpha_w, q = self.W_bits, self.alpha_w, self.input_quantizer
         p = self._params
         b = p.get("b")
-        if self.act_mode is None:  # stage 1: full-precision input times the binary weight
+        if q is None:  # stage 1: full-precision input times the binary weight
             if self._W_b is None:
                 self._W_b = (alpha_w * unpack_bits(W_bits, dtype=x.dtype)).astype(x.dtype)
             return F.linear_forward(x, self._W_b, b)[0]
-        if self.act_mode == "learnable":
-            alpha = max(float(p["act_alpha"]), SCALE_FLOOR)
-            fwd = Q.act_sign_forward if self._sign_input else Q.act_round_forward
-            x_b, _ = fwd(x, alpha, p["act_bias"])
-            if self._sign_input:
-                return binary_linear_packed(pack_signs(x_b), W_bits, alpha_w, alpha, b, dtype=x.dtype)
-            scale = np.asarray(alpha, dtype=x.dtype)
-        else:
-            fwd = Q.baseline_act_sign_forward if self._sign_input else Q.baseline_act_round_forward
-            x_b, cache = fwd(x)
-            scale = cache["beta"].astype(x.dtype)  # (B, 1, ..., 1) per-sample scale
-        if self._sign_input:
+        x_b, scale, _, _ = q.forward(x, p.get("act_alpha"), p.get("act_bias"))  # x_b = scale * codes
+        if q.rule == "sign":
+            if q.learnable:
+                return binary_linear_packed(pack_signs(x_b), W_bits, alpha_w, float(scale), b, dtype=x.dtype)
             dot = matmul_sign_sign(pack_signs(x_b), W_bits)  # (..., F) integers
         else:
             dot = matmul_mask_sign(pack_mask(x_b > 0), W_bits)

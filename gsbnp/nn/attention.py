@@ -18,7 +18,9 @@ GSB (Section IV, Eqs. 9-35):
     V0 = V - Omega;  V_gsb = sum_i beta_i sign(V0) M_i                    Eqs. 26-27
     out = proj(merge(A_gsb V_gsb))                                        Eq. 35
 With ``gsb_att`` off the attention map uses the baseline rule; with ``gsb_v`` off V uses the baseline
-rule (the Table IV ablation rows).
+rule (the Table IV ablation rows). The binarized product of the heads is one forward/backward pair,
+``gsbnp.quant.product.attention_product_forward/backward``; this layer projects, splits and merges the
+heads, holds the parameters and stores the initial scales the product computes.
 """
 
 from __future__ import annotations
@@ -27,22 +29,9 @@ import numpy as np
 
 from .. import functional as F
 from .. import quant as Q
-from .._ste import frozen, surrogate_active
 from .._validate import check_choice, check_int
-from ..quant.options import (
-    ABIN_CHOICES,
-    ATTN_MODES,
-    ATTN_THRESHOLD_SCOPES,
-    BASELINE_MODES,
-    INIT_CHOICES,
-    K_MAX,
-    K_MIN,
-    PHI_MODES,
-    SCALE_FLOOR,
-    SCALE_GRAD_CHOICES,
-    V_GRAD_CHOICES,
-    value_threshold_scope,
-)
+from ..quant.options import (ABIN_CHOICES, ATTN_MODES, ATTN_THRESHOLD_SCOPES, BASELINE_MODES, INIT_CHOICES, K_MAX,
+                             K_MIN, PHI_MODES, SCALE_GRAD_CHOICES, V_GRAD_CHOICES)
 from .layers import MLP, Dropout, LayerNorm, Linear
 from .module import Module
 
@@ -126,14 +115,13 @@ class MHSA(Module):
         _, B, H, N, Dh = t.shape
         return t.transpose(1, 3, 0, 2, 4).reshape(B, N, 3 * H * Dh)
 
-    def _scale(self, name: str) -> float:
-        return max(float(self._params[name]), SCALE_FLOOR)
+    def _scales_pending(self) -> bool:
+        return self.mode == "gsb" and not self._buffers["gsb_initialized"]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """x: (B, N, D) -> (B, N, D)."""
+        """x: (B, N, D) -> (B, N, D). A GSB layer whose scales are not set yet takes them from this
+        batch (docs/conventions.md#initial-scales)."""
         qkv = self.qkv(x)  # (B, N, 3D)
-        if self.mode is not None and self.record:
-            self.recorded = None
         if self.mode is None:
             D = self.dim
             out, self._acache = F.attention_forward(qkv[..., :D], qkv[..., D:2 * D], qkv[..., 2 * D:], self.H)
@@ -143,77 +131,20 @@ class MHSA(Module):
                 A = self._acache["A"]
                 self.recorded = dict(x=x, q=q, k=k, v=v, Q_b=q, K_b=k, A_re=A, A=A, V=v, Y=A @ v)
         else:
-            out = self._binary_forward(*self._split_qkv(qkv))
+            qh, kh, vh = self._split_qkv(qkv)
+            initialize = self._scales_pending()
+            Y, maps, new, self._pcache = Q.attention_product_forward(
+                qh, kh, vh, self._params, mode=self.mode, initialize=initialize, av_product=self.av_product,
+                **self.opts)
+            for name, value in new.items():  # the initial scales this batch gave
+                self._params[name][...] = value
+            if initialize:
+                self._buffers["gsb_initialized"][...] = 1
+            self.last_attention = maps["A"]
             if self.record:
-                self.recorded["x"] = x
+                self.recorded = dict(x=x, q=qh, k=kh, v=vh, **maps, Y=Y)
+            out = F.merge_heads(Y)
         return self.proj_drop(self.proj(out))
-
-    def _binary_forward(self, qh, kh, vh):
-        """Binarized attention product on (B, H, N, Dh) heads; returns merged (B, N, D)."""
-        o, p, c = self.opts, self._params, {}
-        gsb = self.mode == "gsb"
-        scale = qh.dtype.type(1.0 / np.sqrt(self.Dh))
-        if gsb and not self._buffers["gsb_initialized"] and not surrogate_active():
-            p["q_alpha"][...] = max(Q.act_sign_init(qh), SCALE_FLOOR)
-            p["k_alpha"][...] = max(Q.act_sign_init(kh), SCALE_FLOOR)
-        if gsb:
-            Qb, c["q"] = Q.act_sign_forward(qh, self._scale("q_alpha"), p["q_bias"], scale_grad=o["scale_grad"])
-            Kb, c["k"] = Q.act_sign_forward(kh, self._scale("k_alpha"), p["k_bias"], scale_grad=o["scale_grad"])
-        else:  # Eq. 7: plain sign, STE window |x| <= 1
-            zero = np.zeros((self.H, 1, self.Dh), dtype=qh.dtype)
-            Qb, c["q"] = Q.act_sign_forward(qh, 1.0, zero)
-            Kb, c["k"] = Q.act_sign_forward(kh, 1.0, zero)
-        A_re, _ = F.softmax_forward((Qb @ Kb.swapaxes(-1, -2)) * scale)  # (B, H, N, N)
-        use_gsb_att = gsb and o["gsb_att"]
-        use_gsb_v = gsb and o["gsb_v"]
-        if use_gsb_att:
-            if o["phi"] in ("HN", "HNN"):
-                A_ret = A_re - p["Phi"]
-            elif o["phi"] == "mean":  # not learnable: a constant of the backward (= 1/N per row)
-                A_ret = A_re - frozen(A_re.mean(axis=(-2, -1), keepdims=True))
-            else:
-                A_ret = A_re
-        if use_gsb_v:
-            V0 = vh - p["Omega"]  # (B, H, N, Dh)
-        if gsb and not self._buffers["gsb_initialized"] and not surrogate_active():
-            if use_gsb_att:
-                p["alphas"][...] = Q.gsb_attention_init(A_ret, o["k_a"], threshold_scope=o["threshold_scope"],
-                                                        abin=o["abin"])
-            if use_gsb_v:
-                p["betas"][...] = Q.gsb_value_init(V0, o["k_v"], init=o["init"],
-                                                   threshold_scope=value_threshold_scope(o["threshold_scope"]))
-            self._buffers["gsb_initialized"][...] = 1
-        if use_gsb_att:
-            alphas = np.maximum(p["alphas"].astype(np.float64), SCALE_FLOOR)
-            A, c["att"] = Q.gsb_attention_forward(A_ret, alphas, o["k_a"], scale_grad=o["scale_grad"],
-                                                  threshold_scope=o["threshold_scope"], abin=o["abin"])
-        else:
-            A, c["att"] = Q.baseline_attention_forward(A_re, mode=o["baseline_attn"])
-        if use_gsb_v:
-            betas = np.maximum(p["betas"].astype(np.float64), SCALE_FLOOR)
-            Vb, c["v"] = Q.gsb_value_forward(V0, betas, o["k_v"], scale_grad=o["scale_grad"], v_grad=o["v_grad"],
-                                             threshold_scope=value_threshold_scope(o["threshold_scope"]))
-        else:
-            Vb, c["v"] = Q.baseline_act_sign_forward(vh)
-        A = A.astype(qh.dtype, copy=False)
-        Vb = Vb.astype(qh.dtype, copy=False)
-        if self.av_product is not None and use_gsb_att and use_gsb_v and o["abin"] == "round":
-            # Eq. 35 decomposed: sum_ij alpha_i beta_j (A_i ⊠ V_j) with A_0 = A_bin, A_i = M_i and
-            # V_j = sign(V0) M_j, every product a {0,1} x {-1,0,1} popcount (Fig. 10)
-            A_stack = np.concatenate([c["att"]["A_bin"][None], c["att"]["M"]])  # (k_a+1, B, H, N, N)
-            V_stack = c["v"]["M"] * c["v"]["sign"].astype(np.int8)  # (k_v+1, B, H, N, Dh)
-            Y = self.av_product(A_stack, V_stack, alphas, betas).astype(qh.dtype)
-        else:
-            Y = A @ Vb  # Eq. 35 as the superposed float product   (B, H, N, Dh)
-        self.last_attention = A
-        if self.record:
-            self.recorded = dict(q=qh, k=kh, v=vh, Q_b=Qb, K_b=Kb, A_re=A_re, A=A, V=Vb, Y=Y)
-            if use_gsb_att:
-                self.recorded["A_ret"] = A_ret
-            if use_gsb_v:
-                self.recorded["V0"] = V0
-        self._bcache = (c, Qb, Kb, A_re, A, Vb, scale, use_gsb_att, use_gsb_v)
-        return F.merge_heads(Y)
 
     # ------------------------------------------------------------------------------------------
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -222,45 +153,11 @@ class MHSA(Module):
         if self.mode is None:
             dq, dk, dv = F.attention_backward(dout, self._acache)
             dqkv = np.concatenate([dq, dk, dv], axis=-1)
-        else:
-            dqkv = self._binary_backward(dout)
+        else:  # out = merge(Y), Y = the binarized product of the heads
+            dqh, dkh, dvh, dparams = Q.attention_product_backward(F.split_heads(dout, self.H), self._pcache)
+            self._grads.update(dparams)
+            dqkv = self._merge_qkv(dqh, dkh, dvh)
         return self.qkv.backward(dqkv)
-
-    def _binary_backward(self, dout):
-        c, Qb, Kb, A_re, A, Vb, scale, use_gsb_att, use_gsb_v = self._bcache
-        g, dt = self._grads, self.dtype
-        gsb = self.mode == "gsb"
-        dY = F.split_heads(dout, self.H)  # out = merge(Y)           (B, H, N, Dh)
-        dA = dY @ Vb.swapaxes(-1, -2)  # Y = A @ Vb                  (B, H, N, N)
-        dVb = A.swapaxes(-1, -2) @ dY  # (B, H, N, Dh)
-        if use_gsb_v:
-            dV0, dbetas = Q.gsb_value_backward(dVb, c["v"])  # Vb = GSB(V0)
-            dvh = dV0
-            g["betas"] = np.asarray(dbetas, dtype=dt)
-            g["Omega"] = (-dV0.sum(axis=(0, 2), keepdims=True)[0]).astype(dt)  # V0 = V - Omega
-        else:
-            dvh = Q.baseline_act_sign_backward(dVb, c["v"])
-        if use_gsb_att:
-            dA_re, dalphas = Q.gsb_attention_backward(dA, c["att"])  # A = GSB(A_ret), A_ret = A_re - Phi
-            g["alphas"] = np.asarray(dalphas, dtype=dt)
-            if self.opts["phi"] == "HNN":
-                g["Phi"] = (-dA_re.sum(axis=0)).astype(dt)
-            elif self.opts["phi"] == "HN":
-                g["Phi"] = (-dA_re.sum(axis=(0, 2))[:, None, :]).astype(dt)
-        else:
-            dA_re = Q.baseline_attention_backward(dA, c["att"])
-        dA_re = dA_re.astype(dt, copy=False)
-        dS = F.softmax_backward(dA_re, A_re) * scale  # A_re = softmax(S), S = Qb Kb^T * scale
-        dQb = dS @ Kb  # (B, H, N, Dh)
-        dKb = dS.swapaxes(-1, -2) @ Qb
-        dqh, dqa, dqb = Q.act_sign_backward(dQb, c["q"])
-        dkh, dka, dkb = Q.act_sign_backward(dKb, c["k"])
-        if gsb:
-            g["q_alpha"] = np.asarray(dqa, dtype=dt).reshape(())
-            g["k_alpha"] = np.asarray(dka, dtype=dt).reshape(())
-            g["q_bias"] = np.asarray(dqb, dtype=dt)
-            g["k_bias"] = np.asarray(dkb, dtype=dt)
-        return self._merge_qkv(dqh, dkh, dvh)
 
 
 class DropPath(Module):

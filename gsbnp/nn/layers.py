@@ -1,12 +1,12 @@
 """Layers of the transformer as modules: Linear (full precision or binarized), LayerNorm, GELU, MLP,
 PatchEmbed.
 
-Legend: B batch, N tokens, D embed, F MLP hidden, C channels, P patch.
+Legend: B batch, N tokens, D embed, F MLP hidden / output features, C channels, P patch (docs/legend.md).
 
 A binarized linear layer *is* the float layer with quantizers plugged in (as larq's ``QuantDense``):
 
-    x_b = Q_act(x)                      type-B (sign, Eq. 4) or type-A (round/clip, Eq. 3)
-    W_b = alpha_w * sign(W - mean W)    Eqs. 1, 2, 4; identity STE, Eq. 6
+    x_b = input_quantizer(x)            type-B (sign, Eq. 4) or type-A (round/clip, Eq. 3)
+    W_b = kernel_quantizer(W)           alpha_w * sign(W - mean W): Eqs. 1, 2, 4; identity STE, Eq. 6
     out = x_b @ W_b.T + b
 
 With both quantizers off (the default), ``forward`` is exactly ``linear_forward``.
@@ -18,28 +18,28 @@ import numpy as np
 
 from .. import functional as F
 from .. import quant as Q
-from .._ste import surrogate_active
 from .._validate import check_choice
-from ..quant.options import ACT_MODES, ACT_RULES, SCALE_FLOOR, SCALE_GRAD_CHOICES
+from ..quant.options import ACT_MODES, ACT_RULES, SCALE_GRAD_CHOICES
 from .init import trunc_normal
 from .module import Module
 
 
 class Linear(Module):
-    """``out = x @ W.T + b`` with optional weight and input-activation binarization.
+    """``out = x @ W.T + b``, given an input quantizer and a kernel quantizer (both off by default).
 
-    Parameters: ``W (F, D)``, ``b (F,)``; in the learnable activation mode also ``act_alpha ()``
-    (scalar scale) and ``act_bias (D,)`` (per-feature translation).
+    Parameters: ``W (F, D)``, ``b (F,)``; with a learnable input quantizer also ``act_alpha ()`` (scalar
+    scale) and ``act_bias (D,)`` (per-feature translation).
 
-    Quantization state (set by ``set_quant``; the model's ``set_precision`` drives it):
-        binarize_weights: W -> W_b (Eqs. 1, 2, 4), dW = dW_b (Eq. 6).
-        act_mode: None (full precision input), "learnable" (GSB: learnable scale and bias, Eqs. 4-5 /
-            docs/conventions.md#activations-of-linear-layers) or "baseline" (Eqs. 1-2 statistics, no parameters).
-        act_type: "B" (sign; inputs of qkv, proj, fc1) or "A" (round/clip; input of fc2), fixed by the
-            layer's position; ``act_rule="sign"`` forces sign on a type-A position (Table V).
-    The learnable scale is initialised on the first batch it sees (2 mean|x| for type-B, 4 mean|x| for
-    type-A) and flagged in the buffer ``act_initialized`` so it never happens again, also not after a
-    checkpoint load.
+    Quantizers (``gsbnp.quant.quantizers``; ``set_quant`` builds them, the model's ``set_precision``
+    drives it):
+        kernel_quantizer: None or a ``WeightQuantizer``: W -> W_b (Eqs. 1, 2, 4), dW = dW_b (Eq. 6).
+        input_quantizer: None (full precision input) or an ``ActivationQuantizer``, "learnable" (GSB:
+            docs/conventions.md#activations-of-linear-layers) or "baseline" (Eqs. 1-2, no parameters),
+            with the rule of the layer's position: ``act_type`` "B" (sign; inputs of qkv, proj, fc1) or
+            "A" (round; input of fc2), and ``act_rule="sign"`` forcing sign on a type-A position (Table V).
+    A learnable scale is initialised from the first batch the layer sees (``init_scales``, or the first
+    forward: 2 mean|x| for sign, 4 mean|x| for round) and flagged in the buffer ``act_initialized`` so
+    it never happens again, also not after a checkpoint load.
     """
 
     no_decay_params = ("b", "act_alpha", "act_bias")
@@ -53,73 +53,74 @@ class Linear(Module):
         if bias:
             self.add_param("b", np.zeros(out_features, dtype=dtype))
         self.act_type = check_choice(act_type, ("A", "B"), "act_type")
-        self.binarize_weights = False
-        self.act_mode = None
         self.act_rule = "paper"
         self.scale_grad = "mean"
+        self.input_quantizer: Q.ActivationQuantizer | None = None
+        self.kernel_quantizer: Q.WeightQuantizer | None = None
         self._cache = None
 
     def set_quant(self, *, weights: bool, act_mode: str | None, act_rule: str = "paper",
                   scale_grad: str = "mean") -> None:
-        """Switch the quantizers. Creates the learnable activation parameters on first use."""
+        """Give the layer its quantizers. Creates the learnable activation parameters on first use."""
         check_choice(act_mode, ACT_MODES, "act_mode")
         self.act_rule = check_choice(act_rule, ACT_RULES, "act_rule")
         self.scale_grad = check_choice(scale_grad, SCALE_GRAD_CHOICES, "scale_grad")
-        self.binarize_weights = bool(weights)
-        self.act_mode = act_mode
+        self.kernel_quantizer = Q.WeightQuantizer() if weights else None
+        rule = "sign" if self.act_type == "B" or self.act_rule == "sign" else "round"
+        self.input_quantizer = None if act_mode is None else Q.ActivationQuantizer(act_mode, rule,
+                                                                                     scale_grad=self.scale_grad)
         if act_mode == "learnable" and "act_alpha" not in self._params:
             self.add_param("act_alpha", np.ones((), dtype=self.dtype))
             self.add_param("act_bias", np.zeros(self.in_features, dtype=self.dtype))
             self._buffers["act_initialized"] = np.zeros((), dtype=np.uint8)
 
     @property
+    def binarize_weights(self) -> bool:
+        return self.kernel_quantizer is not None
+
+    @property
+    def act_mode(self) -> str | None:
+        return None if self.input_quantizer is None else self.input_quantizer.mode
+
+    @property
     def _sign_input(self) -> bool:
         return self.act_type == "B" or self.act_rule == "sign"
 
+    def _scales_pending(self) -> bool:
+        q = self.input_quantizer
+        return q is not None and q.learnable and not self._buffers["act_initialized"]
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """x: (..., D) -> (..., F)."""
-        p = self._params
+        p, q, kq = self._params, self.input_quantizer, self.kernel_quantizer
         acache = wcache = None
-        s_x = None  # the activation scale: x_b = s_x * (+-1 or {0, 1})
-        if self.act_mode == "learnable":
-            if not self._buffers["act_initialized"] and not surrogate_active():
-                init = Q.act_sign_init(x) if self._sign_input else Q.act_round_init(x)
-                p["act_alpha"][...] = max(init, SCALE_FLOOR)
+        s_x = s_w = None  # x_b = s_x * codes, W_b = s_w * sign
+        if q is not None:
+            if self._scales_pending():  # the first batch sets the scale (docs/conventions.md#initial-scales)
+                p["act_alpha"][...] = q.init_scale(x)
                 self._buffers["act_initialized"][...] = 1
-            alpha = max(float(p["act_alpha"]), SCALE_FLOOR)
-            fwd = Q.act_sign_forward if self._sign_input else Q.act_round_forward
-            x, acache = fwd(x, alpha, p["act_bias"], scale_grad=self.scale_grad)
-            s_x = x.dtype.type(alpha)
-        elif self.act_mode == "baseline":
-            fwd = Q.baseline_act_sign_forward if self._sign_input else Q.baseline_act_round_forward
-            x, acache = fwd(x)
-            s_x = acache["beta"].astype(x.dtype, copy=False)  # (B, 1, ..., 1) per sample
+            x, s_x, codes, acache = q.forward(x, p.get("act_alpha"), p.get("act_bias"))
         W = p["W"]
-        if self.binarize_weights:
-            W, wcache = Q.weight_binarize_forward(W)
-        if s_x is not None and wcache is not None:
-            # the quantizer's codes (+-1 or {0, 1}) are x / s_x exactly, except under a surrogate
-            codes = acache["value"] if "value" in acache and not surrogate_active() else None
-            out, lcache = self._binary_product(x, s_x, W, wcache["alpha"], p.get("b"), codes)
+        if kq is not None:
+            W, s_w, wcache = kq.forward(W)
+        if s_x is not None and s_w is not None:
+            out, lcache = self._binary_product(x, s_x, codes, W, s_w, p.get("b"))
         else:
             out, lcache = F.linear_forward(x, W, p.get("b"))
         self._cache = (lcache, acache, wcache)
         return out
 
     @staticmethod
-    def _binary_product(x_b, s_x, W_b, s_w, b, codes=None):
+    def _binary_product(x_b, s_x, codes, W_b, s_w, b):
         """``x_b @ W_b.T + b`` computed as Eq. 1 writes it: ``s_x s_w (B(x) . B(W)^T) + b``.
 
-        ``x_b / s_x`` and ``W_b / s_w`` are exactly +-1 (or {0, 1}), so the float product of the binary
-        codes is an exact integer and the result is ``fl(fl(s_x s_w) * dot) + b`` - the very number
+        ``codes = x_b / s_x`` and ``W_b / s_w`` are exactly +-1 (or {0, 1}), so the float product of the
+        binary codes is an exact integer and the result is ``fl(fl(s_x s_w) * dot) + b`` - the very number
         the packed xnor/popcount engine computes. (Multiplying the scaled codes directly would let
         BLAS's rounding decide the sign of outputs whose exact value is 0.) Mathematically it is
         ``x_b @ W_b.T + b``, so ``linear_backward`` applies unchanged; the cache is the same.
-        ``codes``: ``x_b / s_x`` when the caller has it (the quantizer's values), else computed.
         """
         dt = x_b.dtype.type
-        if codes is None:
-            codes = x_b / s_x
         codes = codes.reshape(-1, x_b.shape[-1])  # exactly +-1 or {0, 1}           (M, D)
         dot = codes @ (W_b / dt(s_w)).T  # exact integers                          (M, F)
         scale = s_x * dt(s_w)  # scalar, or (B, 1, ..., 1) per sample
@@ -132,19 +133,17 @@ class Linear(Module):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """dout: (..., F) -> dx (..., D); fills grads of W, b (and act_alpha, act_bias)."""
         lcache, acache, wcache = self._cache
+        q, kq = self.input_quantizer, self.kernel_quantizer
         dx, dW, db = F.linear_backward(dout, lcache)
-        self._grads["W"] = Q.weight_binarize_backward(dW, wcache) if wcache is not None else dW
+        self._grads["W"] = kq.backward(dW, wcache) if kq is not None else dW
         if db is not None:
             self._grads["b"] = db
-        if self.act_mode == "learnable":
-            bwd = Q.act_sign_backward if self._sign_input else Q.act_round_backward
-            dx, dalpha, dbias = bwd(dx, acache)
-            # max(alpha, floor) passes the gradient straight through (docs/conventions.md#positivity-of-scales).
-            self._grads["act_alpha"] = np.asarray(dalpha, dtype=self.dtype).reshape(())
-            self._grads["act_bias"] = dbias.astype(self.dtype, copy=False)
-        elif self.act_mode == "baseline":
-            bwd = Q.baseline_act_sign_backward if self._sign_input else Q.baseline_act_round_backward
-            dx = bwd(dx, acache)
+        if q is not None:
+            dx, dalpha, dbias = q.backward(dx, acache)
+            if q.learnable:
+                # max(alpha, floor) passes the gradient straight through (docs/conventions.md#positivity-of-scales).
+                self._grads["act_alpha"] = np.asarray(dalpha, dtype=self.dtype).reshape(())
+                self._grads["act_bias"] = dbias.astype(self.dtype, copy=False)
         return dx
 
 

@@ -82,6 +82,33 @@ class Module:
         """Flat dict with the same keys as ``params``: gradients from the last ``backward``."""
         return {prefix + k: v for prefix, m in self.named_modules() for k, v in m._grads.items()}
 
+    # -- learnable scales -------------------------------------------------------------------
+    def _scales_pending(self) -> bool:
+        """True when this module (not its children) has learnable scales not yet initialised."""
+        return False
+
+    def scales_pending(self) -> bool:
+        """True when some module of the tree still has to take its initial scales from a batch."""
+        return any(m._scales_pending() for _, m in self.named_modules())
+
+    def init_scales(self, x) -> "Module":
+        """The explicit initialisation step (docs/conventions.md#initial-scales): one forward pass on
+        ``x`` in which every module whose learnable scales are not set takes them from its input.
+
+        The random generators of the tree (dropout masks) are restored afterwards, so the forward pass
+        that follows draws the same masks as if this step had not run. Modules already initialised are
+        unchanged. Returns ``self``.
+        """
+        rngs = list({id(r): r for _, m in self.named_modules()
+                     if isinstance(r := getattr(m, "rng", None), np.random.Generator)}.values())
+        states = [r.bit_generator.state for r in rngs]
+        try:
+            self.forward(x)
+        finally:
+            for r, s in zip(rngs, states):
+                r.bit_generator.state = s
+        return self
+
     def no_weight_decay(self) -> set[str]:
         """Dotted names of the parameters an optimizer must not decay."""
         return {prefix + k for prefix, m in self.named_modules() for k in m._params

@@ -22,15 +22,8 @@ import numpy as np
 
 from .._validate import as_float_array, check_choice, check_int
 from .attention import _attention_input, attention_thresholds
-from .options import (
-    ABIN_CHOICES,
-    ATTN_THRESHOLD_SCOPES,
-    K_MAX,
-    K_MIN,
-    SCALE_FLOOR,
-    VALUE_INIT_CHOICES,
-    VALUE_THRESHOLD_SCOPES,
-)
+from .options import (ABIN_CHOICES, ATTN_THRESHOLD_SCOPES, K_MAX, K_MIN, SCALE_FLOOR, VALUE_INIT_CHOICES,
+                      VALUE_THRESHOLD_SCOPES)
 from .value import _value_input, value_extremes, value_masks
 
 __all__ = ["gsb_attention_init", "gsb_value_init", "act_sign_init", "act_round_init",

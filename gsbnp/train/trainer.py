@@ -227,6 +227,8 @@ class Trainer:
             x, targets = self.transform(data.x_train[idx], data.y_train[idx], self.rng)
             x = x.astype(model.dtype, copy=False)
             lr = self.schedule(self.step)
+            if model.scales_pending():  # first batch of a binarized stage: the initial scales
+                model.init_scales(x)
             loss, cls, dcls, ddist = self._loss(x, targets)
             if not math.isfinite(loss):
                 raise TrainingError(f"{self.name}: loss became {loss} at epoch {self.epoch + 1}, step "
