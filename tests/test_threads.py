@@ -14,7 +14,7 @@ def test_parallel_ranges_cover_every_item_once():
         hits = np.zeros(n, int)
         seen = []
 
-        def fn(a, b):
+        def fn(a, b, seen=seen, hits=hits):
             seen.append((a, b))
             hits[a:b] += 1
 
