@@ -52,6 +52,13 @@ def _part(bops: int, flops: int) -> dict:
     return {"BOPs": int(bops), "FLOPs": int(flops), "OPs": bops / 64 + flops}
 
 
+def _binary_mlp_flops(kind: str, fc1_quantizer: int, nd: int, nF: int) -> dict[str, int]:
+    """FLOPs left in a binarized MLP (rules (a)-(c)): fc1's type-B input quantizer (its cost given: 4 per
+    element for the baseline, 2 for the learnable one), both output scalings, fc2's type-A quantizer."""
+    return {f"fc1 input quantizer ({kind} type-B)": fc1_quantizer, "fc1 output scaling": nF,
+            f"fc2 input quantizer ({kind} type-A)": 2 * nF, "fc2 output scaling": nd}
+
+
 def count_block_ops(n: int = 198, d: int = 384, r: float = 4, method: str = "gsb", k_a: int = 2,
                     k_v: int = 2, *, num_heads: int = 6, include_common: bool = False) -> dict:
     """BOPs, FLOPs and OPs of one transformer block for one image (Table IX).
@@ -100,10 +107,7 @@ def count_block_ops(n: int = 198, d: int = 384, r: float = 4, method: str = "gsb
         attn["A V output scaling"] = nd
         attn["proj input quantizer (baseline type-B)"] = 4 * nd
         attn["proj output scaling"] = nd
-        mlp["fc1 input quantizer (baseline type-B)"] = 4 * nd
-        mlp["fc1 output scaling"] = nF
-        mlp["fc2 input quantizer (baseline type-A)"] = 2 * nF
-        mlp["fc2 output scaling"] = nd
+        mlp.update(_binary_mlp_flops("baseline", 4 * nd, nd, nF))
     else:  # gsb
         pairs = (k_a + 1) * (k_v + 1)
         attn_bops = 4 * n * d * d + n * n * d + pairs * n * n * d
@@ -120,10 +124,7 @@ def count_block_ops(n: int = 198, d: int = 384, r: float = 4, method: str = "gsb
         attn["Eq. 35 superposition"] = 2 * pairs * nd
         attn["proj input quantizer (learnable type-B)"] = 2 * nd
         attn["proj output scaling"] = nd
-        mlp["fc1 input quantizer (learnable type-B)"] = 2 * nd
-        mlp["fc1 output scaling"] = nF
-        mlp["fc2 input quantizer (learnable type-A)"] = 2 * nF
-        mlp["fc2 output scaling"] = nd
+        mlp.update(_binary_mlp_flops("learnable", 2 * nd, nd, nF))
     if include_common:
         attn["LayerNorm 1"] = 7 * nd
         attn["q, k, v, proj biases"] = 4 * nd

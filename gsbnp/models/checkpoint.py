@@ -27,14 +27,19 @@ def save_checkpoint(path, model: DeiT, meta: dict, optimizer=None) -> None:
     save_npz(path, arrays, meta)
 
 
+def check_format(path, meta: dict | None, fmt: str, version: int, what: str, version_name: str) -> None:
+    """Clear errors for a file that is not a gsbnp ``what`` or was written in another format version."""
+    if not meta or meta.get("format") != fmt:
+        raise ValueError(f"{path} is not a gsbnp {what}")
+    if meta.get("version") != version:
+        raise ValueError(f"{path}: {version_name} version {meta.get('version')} is not supported "
+                         f"(this gsbnp reads version {version})")
+
+
 def read_checkpoint(path) -> tuple[dict, dict, dict]:
     """Read a checkpoint: returns ``(model_state, optimizer_state, meta)``; clear errors if not one."""
     arrays, meta = load_npz(path)
-    if not meta or meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a gsbnp checkpoint")
-    if meta.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {meta.get('version')} is not supported "
-                         f"(this gsbnp reads version {CHECKPOINT_VERSION})")
+    check_format(path, meta, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "checkpoint", "checkpoint")
     model = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
     optim = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
     return model, optim, meta

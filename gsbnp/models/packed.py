@@ -28,7 +28,7 @@ from ..bitops import (PackedBits, binary_linear_packed, gsb_av_bitwise, matmul_m
                       pack_binary_weight, pack_mask, pack_signs, unpack_bits)
 from ..nn.layers import Linear
 from ..nn.module import load_npz, save_npz
-from .checkpoint import load_model
+from .checkpoint import check_format, load_model
 from .config import DeiTConfig
 from .deit import DeiT
 
@@ -132,11 +132,7 @@ def load_packed(path, *, av_bitwise: bool = False) -> tuple[DeiT, dict]:
     by an incompatible version.
     """
     arrays, meta = load_npz(path)
-    if not meta or meta.get("format") != PACKED_FORMAT:
-        raise ValueError(f"{path} is not a gsbnp packed model")
-    if meta.get("version") != PACKED_VERSION:
-        raise ValueError(f"{path}: packed format version {meta.get('version')} is not supported "
-                         f"(this gsbnp reads version {PACKED_VERSION})")
+    check_format(path, meta, PACKED_FORMAT, PACKED_VERSION, "packed model", "packed format")
     try:
         cfg = DeiTConfig.from_dict(meta["model_config"])
         model = DeiT(cfg, rng=np.random.default_rng(0), dtype=np.float32)

@@ -160,19 +160,11 @@ class MHSA(Module):
         return self.qkv.backward(dqkv)
 
 
-class DropPath(Module):
-    """Stochastic depth on a residual branch (per-sample mask from the shared ``rng``)."""
+class DropPath(Dropout):
+    """Stochastic depth on a residual branch: a per-sample mask from the shared ``rng`` (identity in eval
+    mode). The same module as ``Dropout`` with the drop-path pair of ``gsbnp.functional``."""
 
-    def __init__(self, p: float, rng: np.random.Generator):
-        super().__init__()
-        self.p, self.rng = float(p), rng
-
-    def forward(self, x):
-        y, self._cache = F.drop_path_forward(x, self.p, self.rng, self.training)
-        return y
-
-    def backward(self, dout):
-        return F.drop_path_backward(dout, self._cache)
+    _pair = (F.drop_path_forward, F.drop_path_backward)
 
 
 class Block(Module):

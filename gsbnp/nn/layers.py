@@ -181,16 +181,18 @@ class GELU(Module):
 class Dropout(Module):
     """Inverted dropout drawing its mask from the shared ``rng`` (identity in eval mode)."""
 
+    _pair = (F.dropout_forward, F.dropout_backward)  # the functional forward/backward it wraps
+
     def __init__(self, p: float, rng: np.random.Generator):
         super().__init__()
         self.p, self.rng = float(p), rng
 
     def forward(self, x):
-        y, self._cache = F.dropout_forward(x, self.p, self.rng, self.training)
+        y, self._cache = self._pair[0](x, self.p, self.rng, self.training)
         return y
 
     def backward(self, dout):
-        return F.dropout_backward(dout, self._cache)
+        return self._pair[1](dout, self._cache)
 
 
 class MLP(Module):
