@@ -74,7 +74,7 @@ class MHSA(Module):
 
         mode None keeps full precision; "baseline" is Section III; "gsb" is Section IV with the
         ablation switches. Parameters of GSB are created on first use (zeros for biases, Phi, Omega;
-        scales are set from the first batch).
+        scales are set by ``init_scales`` or else from the first batch the layer sees).
         """
         check_choice(mode, ATTN_MODES, "mode")
         opts = dict(gsb_att=bool(gsb_att), gsb_v=bool(gsb_v), k_a=check_int(k_a, "k_a", lo=K_MIN, hi=K_MAX),

@@ -21,6 +21,7 @@ added in one place. The paper's defaults are listed in docs/conventions.md#defau
 ``ATTN_MODES``             an attention layer's product: None (float) | "baseline" | "gsb"
 ``ACT_MODES``              a linear layer's input quantizer: None | "learnable" | "baseline"
 ``ACT_RULES``              a type-A position's rule: "paper" (round) | "sign" (Table V)
+``QUANTIZER_RULES``        an activation quantizer's rule: "sign" (type-B, Eq. 4) | "round" (type-A, Eq. 3)
 ``COUNT_METHODS``          what the op counter counts: "fp" | "baseline" | "gsb"
 ``SCALE_FLOOR``            every learnable scale enters a forward pass as max(s, SCALE_FLOOR)
 =========================  =================================================================
@@ -31,7 +32,7 @@ from __future__ import annotations
 __all__ = ["METHODS", "SCALE_GRAD_CHOICES", "PHI_MODES", "K_MIN", "K_MAX", "ABIN_CHOICES",
            "ATTN_THRESHOLD_SCOPES", "VALUE_THRESHOLD_SCOPES", "V_GRAD_CHOICES", "BASELINE_MODES",
            "INIT_CHOICES", "VALUE_INIT_CHOICES", "TYPE_A_CHOICES", "STAGE1_CHOICES", "ATTN_MODES",
-           "ACT_MODES", "ACT_RULES", "COUNT_METHODS", "SCALE_FLOOR", "value_threshold_scope"]
+           "ACT_MODES", "ACT_RULES", "QUANTIZER_RULES", "COUNT_METHODS", "SCALE_FLOOR", "value_threshold_scope"]
 
 METHODS = ("gsb", "baseline")
 SCALE_GRAD_CHOICES = ("mean", "sqrt", "sum")
@@ -49,6 +50,7 @@ STAGE1_CHOICES = ("paper", "official")
 ATTN_MODES = (None, "baseline", "gsb")
 ACT_MODES = (None, "learnable", "baseline")
 ACT_RULES = ("paper", "sign")
+QUANTIZER_RULES = ("sign", "round")
 COUNT_METHODS = ("fp", "baseline", "gsb")
 
 SCALE_FLOOR = 1e-5

@@ -23,7 +23,7 @@ from .activations import (act_round_backward, act_round_forward, act_sign_backwa
                           baseline_act_round_backward, baseline_act_round_forward, baseline_act_sign_backward,
                           baseline_act_sign_forward)
 from .init import act_round_init, act_sign_init
-from .options import SCALE_FLOOR, SCALE_GRAD_CHOICES
+from .options import ACT_MODES, QUANTIZER_RULES, SCALE_FLOOR, SCALE_GRAD_CHOICES
 from .weights import weight_binarize_backward, weight_binarize_forward
 
 __all__ = ["WeightQuantizer", "ActivationQuantizer"]
@@ -62,8 +62,8 @@ class ActivationQuantizer:
     """
 
     def __init__(self, mode: str, rule: str, *, scale_grad: str = "mean"):
-        self.mode = check_choice(mode, ("learnable", "baseline"), "mode")
-        self.rule = check_choice(rule, ("sign", "round"), "rule")
+        self.mode = check_choice(mode, ACT_MODES[1:], "mode")  # not None: no quantizer is no object
+        self.rule = check_choice(rule, QUANTIZER_RULES, "rule")
         self.scale_grad = check_choice(scale_grad, SCALE_GRAD_CHOICES, "scale_grad")
 
     @property
