@@ -19,6 +19,7 @@ import numpy as np
 from .. import bitops
 from .. import functional as F
 from .. import quant as Q
+from .._threads import tick as _threads_tick
 from .._validate import check_choice
 from ..quant.ste import surrogate_active
 from .init import trunc_normal
@@ -92,6 +93,7 @@ class Linear(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """x: (..., D) -> (..., F)."""
+        _threads_tick(x.size * self.out_features)  # the GEMM's multiply-adds: BLAS threads follow the work
         if self._packed is not None:
             return self._packed_forward(x)
         p = self._params
