@@ -227,11 +227,15 @@ class GELU(Module):
     """Exact GELU, no parameters."""
 
     def forward(self, x):
-        # eval mode has no backward: skip the derivative (half of the float32 kernel's table work)
+        # eval mode (evaluation, a teacher) rarely needs a backward: the derivative (half of the float32
+        # kernel's table work) is then computed only if backward is called
         y, self._cache = F.gelu_forward(x, with_grad=self.training)
+        self._x = None if self.training else x
         return y
 
     def backward(self, dout):
+        if self._cache is None:  # forward ran in eval mode
+            self._cache = F.gelu_forward(self._x)[1]
         return F.gelu_backward(dout, self._cache)
 
 
