@@ -15,7 +15,9 @@ after a call and would otherwise slow down whatever runs next. Prints min and me
 packed / BLAS (target <= 1.0), the weight storage (packed vs float32) and the peak memory each path
 allocates (tracemalloc; NumPy reports its buffers to it).
 
-    python bench/bench_packed_linear.py [--reps 15] [--threads N] [--M 4224 --K 384 --F 1536]
+    python bench/bench_packed_linear.py [--reps 15] [--threads N] [--M 4224 --K 384 --F 1536] [--setting native]
+
+By default it runs itself twice, the environment as set and the native BLAS kernels (bench/_common.py).
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ import tracemalloc
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+import _common
 
 from gsbnp.bitops import binary_linear_packed, default_threads, pack_binary_input, pack_binary_weight
 
@@ -54,7 +59,11 @@ def main(argv=None) -> dict:
                     "CPUs this process may use, at most 8)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pause", type=float, default=0.2, help="seconds idle before each timed call")
+    _common.add_setting_arg(ap)
     args = ap.parse_args(argv)
+    if _common.run_settings(__file__, argv, args.setting):
+        return None
+    _common.header()
     threads = default_threads() if args.threads is None else args.threads
 
     rng = np.random.default_rng(args.seed)
@@ -118,6 +127,7 @@ def main(argv=None) -> dict:
     print(f"weight storage: float32 {w_float / 2**10:.1f} KiB, packed {w_packed / 2**10:.1f} KiB "
           f"({w_float / w_packed:.1f}x smaller)")
     print(f"max |packed - float simulation| = {err:.3g}")
+    print(_common.load_text(), "(after)")
     print(f"process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.1f} MiB")
     return {"times_ms": res, "ratio_min": r_min, "ratio_median": r_med, "peak_bytes": peaks,
             "max_abs_err": err}

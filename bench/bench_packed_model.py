@@ -3,7 +3,8 @@
     python bench/bench_packed_model.py                     # tiny preset, batch 64, method gsb
     python bench/bench_packed_model.py --sizes-only        # deit_small file sizes (Phi H x N x N and H x N)
 
-Times the eval-mode forward of the binarized model (float simulation) and of its packed export
+Times (round robin, both BLAS settings by default: bench/_common.py) the eval-mode forward of the
+binarized model (float simulation) and of its packed export
 (popcount linears; ``--av-bitwise`` also runs Eq. 35 bitwise) in the same run, compares predictions
 and logits, and reports peak traced memory of each forward (tracemalloc) and the file sizes. The
 ``deit_small`` size report builds the model with random weights: sizes do not depend on the values.
@@ -20,26 +21,18 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 import tracemalloc
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gsbnp.models.packed import export_packed, load_packed  # noqa: E402
+import _common  # noqa: E402
+
 from gsbnp.models import DeiT, DeiTConfig  # noqa: E402
 from gsbnp.models.checkpoint import save_checkpoint  # noqa: E402
-
-
-def _timed(fn, repeats):
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+from gsbnp.models.packed import export_packed, load_packed  # noqa: E402
 
 
 def _peak(fn):
@@ -72,7 +65,11 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--av-bitwise", action="store_true")
     ap.add_argument("--sizes-only", action="store_true")
+    _common.add_setting_arg(ap)
     args = ap.parse_args(argv)
+    if not args.sizes_only and _common.run_settings(__file__, argv, args.setting):
+        return
+    _common.header()
     with tempfile.TemporaryDirectory() as d:
         if args.sizes_only:
             sizes("deit_small", d)
@@ -90,16 +87,18 @@ def main(argv=None):
         la, lb = m.forward(x), pm.forward(x)
         agree = int((la.argmax(1) == lb.argmax(1)).sum())
         rel = float(np.abs(la - lb).max() / np.abs(la).max())
-        t_f = _timed(lambda: m.forward(x), args.repeats)
-        t_p = _timed(lambda: pm.forward(x), args.repeats)
+        t = _common.round_robin({"float": lambda: m.forward(x), "packed": lambda: pm.forward(x)}, args.repeats)
+        t_f, t_p = t["float"]["median"], t["packed"]["median"]
         mem_f = _peak(lambda: m.forward(x))
         mem_p = _peak(lambda: pm.forward(x))
+        ratio = _common.ratio_text("packed/float", t["packed"], t["float"])
         print(f"{args.preset} {args.method} batch {args.batch}: float-simulated {t_f * 1e3:.1f} ms, packed "
-              f"{t_p * 1e3:.1f} ms (ratio packed/float {t_p / t_f:.2f}); same prediction on {agree}/{len(x)} "
+              f"{t_p * 1e3:.1f} ms (medians; {ratio}); same prediction on {agree}/{len(x)} "
               f"inputs, max |logit difference| / max |logit| = {rel:.2e}")
         print(f"peak traced memory of a forward: float-simulated {mem_f / 2**20:.1f} MiB, packed "
               f"{mem_p / 2**20:.1f} MiB; files: float32 checkpoint {os.path.getsize(ck) / 2**20:.2f} MiB, "
               f"packed {info['packed_file'] / 2**20:.2f} MiB")
+        print(_common.load_text(), "(after)")
 
 
 if __name__ == "__main__":

@@ -206,3 +206,12 @@ def test_backward_twice_gives_identical_grads(rng):
     g2 = F.linear_backward(dout, F.linear_forward(x, W, b)[1])
     for a, c in zip(g1, g2):
         assert np.array_equal(a, c)
+
+
+def test_gelu_without_grad_gives_the_same_output(rng):
+    for dtype in (np.float32, np.float64):
+        x = (rng.standard_normal((3, 5, 7)) * 4).astype(dtype)
+        y, g = F.gelu_forward(x)
+        y2, none = F.gelu_forward(x, with_grad=False)
+        assert none is None and g is not None
+        np.testing.assert_array_equal(y2, y)

@@ -39,7 +39,7 @@ import threading
 
 import numpy as np
 
-from .._threads import default_threads, run_on_threads
+from .._threads import default_threads, run_on_threads, threads_for  # noqa: F401 (default_threads: re-exported)
 from .._validate import as_float_array, check_float, check_int
 from ..quant.weights import weight_binarization_stats
 from .pack import PackedBits, PackedTernary, pack_mask, pack_signs, pack_ternary
@@ -107,10 +107,9 @@ def _popcount_kernel(a3: np.ndarray, bT: np.ndarray, K: int, op, finish, threads
         return  # empty output
     shared_b = bT.shape[0] == 1
     tiles = _tiles(L, M, N, TILE_ELEMS)
-    n_thr = default_threads() if threads is None else check_int(threads, "threads", lo=1)
-    if L * M * N * W < PARALLEL_MIN:
-        n_thr = 1
-    n_thr = max(1, min(n_thr, len(tiles)))
+    n_thr = None if threads is None else check_int(threads, "threads", lo=1)
+    # a thread per PARALLEL_MIN / 2 word-pairs at most (one thread below PARALLEL_MIN), and per tile
+    n_thr = max(1, min(threads_for(L * M * N * W, PARALLEL_MIN // 2, n_thr), len(tiles)))
     acc_dt = _acc_dtype(K)
 
     lt = max(t[1] - t[0] for t in tiles)

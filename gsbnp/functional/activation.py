@@ -23,15 +23,18 @@ def normal_cdf(x: np.ndarray) -> np.ndarray:
     return ndtr(x)
 
 
-def gelu_forward(x: np.ndarray):
+def gelu_forward(x: np.ndarray, *, with_grad: bool = True):
     """``y = x * Phi(x)`` (exact GELU).
 
     Args:
         x: any shape, e.g. (B, N, F).
+        with_grad: False skips the derivative (inference: the cache is then None).
     Returns:
         y: same shape; cache: ``g = dy/dx = Phi(x) + x * phi(x)``, same shape.
     """
     cdf = normal_cdf(x)
+    if not with_grad:
+        return x * cdf, None
     pdf = np.exp(-0.5 * x * x)
     pdf *= x.dtype.type(_INV_SQRT_2PI)
     pdf *= x

@@ -111,9 +111,11 @@ class MHSA(Module):
 
     @staticmethod
     def _merge_qkv(dq, dk, dv):
-        t = np.stack([dq, dk, dv])  # (3, B, H, N, Dh)
-        _, B, H, N, Dh = t.shape
-        return t.transpose(1, 3, 0, 2, 4).reshape(B, N, 3 * H * Dh)
+        B, H, N, Dh = dq.shape
+        out = np.empty((B, N, 3, H, Dh), dtype=np.result_type(dq, dk, dv))  # one copy, no stacked temporary
+        for i, d in enumerate((dq, dk, dv)):
+            out[:, :, i] = d.transpose(0, 2, 1, 3)  # (B, N, H, Dh)
+        return out.reshape(B, N, 3 * H * Dh)
 
     def _scales_pending(self) -> bool:
         return self.mode == "gsb" and not self._buffers["gsb_initialized"]

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import quant as Q
+from .._threads import tick as _threads_tick
 from .._validate import check_choice
 from ..quant.options import ACT_MODES, ACT_RULES, SCALE_GRAD_CHOICES
 from .init import trunc_normal
@@ -92,6 +93,7 @@ class Linear(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """x: (..., D) -> (..., F)."""
+        _threads_tick(x.size * self.out_features)  # the GEMM's multiply-adds: BLAS threads follow the work
         p, q, kq = self._params, self.input_quantizer, self.kernel_quantizer
         acache = wcache = None
         s_x = s_w = None  # x_b = s_x * codes, W_b = s_w * sign
@@ -171,10 +173,15 @@ class GELU(Module):
     """Exact GELU, no parameters (float32 by the table path of ``functional.fast``, pinned to the formula)."""
 
     def forward(self, x):
-        y, self._cache = F.gelu_forward_fast(x)
+        # eval mode (evaluation, a teacher) rarely needs a backward: the derivative (half of the float32
+        # kernel's table work) is then computed only if backward is called
+        y, self._cache = F.gelu_forward_fast(x, with_grad=self.training)
+        self._x = None if self.training else x
         return y
 
     def backward(self, dout):
+        if self._cache is None:  # forward ran in eval mode
+            self._cache = F.gelu_forward_fast(self._x)[1]
         return F.gelu_backward(dout, self._cache)
 
 

@@ -113,7 +113,11 @@ def _act_forward(x, alpha, bias, scale_grad, kind):
     bias = _check_bias(bias, x)
     check_choice(scale_grad, SCALE_GRAD_CHOICES, "scale_grad")
     # alpha is a Python float, so q keeps x's dtype (NEP 50 weak scalars)
-    q = (x + bias) / alpha if bias is not None else x / alpha  # (*x.shape)
+    if bias is not None:
+        q = x + bias  # (*x.shape), then divided in place: one array instead of two
+        q /= alpha
+    else:
+        q = x / alpha
     if kind == "sign":
         # BEGIN SOLUTION Task 2.1: sign STE
         window = np.abs(q) <= 1  # Eq. 5, inclusive
@@ -121,7 +125,8 @@ def _act_forward(x, alpha, bias, scale_grad, kind):
         # END SOLUTION
     else:
         # BEGIN SOLUTION Task 2.2: type-A quantizer
-        window = (q >= 0) & (q <= 1)  # clip window, inclusive
+        window = q >= 0  # clip window, inclusive: 0 <= q <= 1
+        window &= q <= 1
         # clip(round(q), 0, 1) of Eq. 3, with half-to-even rounding (q = 0.5 -> 0), is exactly 1{q > 0.5}
         value = (q > 0.5).astype(q.dtype)
         # END SOLUTION

@@ -191,7 +191,8 @@ def gsb_attention_forward(A_ret, alphas, k: int = 2, *, scale_grad: str = "mean"
         Theta = frozen(attention_thresholds(A_ret, k, threshold_scope, with_zero=with_zero))
         d = A_ret[None] - Theta  # (n_masks, B, H, N, N)
         M_all = d > 0  # Eq. 12/19: bool(A_ret - Theta_i); equal to A_ret > Theta_i in IEEE arithmetic
-        W_all = M_all & (d < 1)  # strict window 0 < A_ret - Theta_i < 1 (Eqs. 19, 20)
+        W_all = d < 1  # strict window 0 < A_ret - Theta_i < 1 (Eqs. 19, 20)
+        W_all &= M_all
         m = discrete(d, M_all, W_all)  # (n_masks, B, H, N, N)
         scales = alphas if with_zero else alphas[1:]
         # sum_i alpha_i M_i; einsum reads the bool stack directly (tensordot would copy it to float)
@@ -206,7 +207,8 @@ def gsb_attention_forward(A_ret, alphas, k: int = 2, *, scale_grad: str = "mean"
     else:
         alpha0 = alphas[0]
         u = A_ret / alpha0  # (B, H, N, N)
-        window0 = (u > 0) & (u < 1)  # strict (Eqs. 14, 17)
+        window0 = u > 0  # strict 0 < u < 1 (Eqs. 14, 17)
+        window0 &= u < 1
         # Eq. 11: clip(round(u), 0, 1) with half-to-even rounding is exactly 1{u > 0.5}
         A_bin = u > 0.5  # (B, H, N, N)
         A_gsb += alpha0 * discrete(u, A_bin, window0)  # alpha_0 * (u + r) under the surrogate
@@ -235,7 +237,11 @@ def gsb_attention_backward(dout, cache):
     if cache["abin"] == "round":
         # A_gsb = alpha_0 * clip(round(A_ret / alpha_0), 0, 1) + ...
         coef += window0
-        dA = g * coef  # (B, H, N, N)
+        if coef.dtype == np.result_type(coef, g):
+            coef *= g  # dA = g * coef, in place (coef is not needed again)
+            dA = coef  # (B, H, N, N)
+        else:  # a wider dout than the forward's dtype
+            dA = g * coef
         # dalpha_0 = sum(g * A_bin) - sum(g * u * 1{0 < u < 1}); np.dot reads the bool mask directly
         g_in = (g * window0).reshape(-1)
         dalphas[0] = np.dot(gflat, A_bin.reshape(-1)) - np.dot(g_in, cache["u"].reshape(-1))

@@ -94,13 +94,16 @@ def gsb_value_forward(V0, betas, k: int = 2, *, scale_grad: str = "mean",
     v_max, v_min = frozen(v_max), frozen(v_min)
     M = np.empty((k + 1,) + V0.shape, dtype=bool)  # (k + 1, B, H, N, Dh)
     M[0] = True
-    if k:
-        M[1:] = value_masks(V0, k, v_max, v_min)
+    if k:  # value_masks(V0, k, v_max, v_min), written in place
+        c = threshold_coefficients(k, V0.dtype).reshape(-1, 1, 1, 1, 1)  # (k, 1, 1, 1, 1)
+        np.greater(V0[None], c * v_max[None], out=M[1:])
+        M[1:] |= V0[None] < c * v_min[None]
     # masks held constant: the unmasked variant reads them outside a discrete op
     M = frozen(M)
     sgn = _sign(V0)  # (B, H, N, Dh)
     q = V0[None] / betas.reshape(-1, 1, 1, 1, 1)  # (k + 1, B, H, N, Dh)
-    window = (np.abs(q) <= 1) & M  # Eq. 32, inclusive
+    window = np.abs(q) <= 1  # Eq. 32, inclusive, and M_i
+    window &= M
     s = discrete(q, M * sgn, window)  # sign(V0) * M_i                             (k + 1, ...)
     V_gsb = np.einsum("k,k...->...", betas, s)  # sum_i beta_i sign(V0) M_i          (B, H, N, Dh)
     if v_grad == "unmasked" and surrogate_active():
@@ -125,7 +128,8 @@ def gsb_value_backward(dout, cache):
     count = window.sum(axis=0, dtype=g.dtype)  # (B, H, N, Dh)
     if cache["v_grad"] == "unmasked":
         count += n - M.sum(axis=0, dtype=g.dtype)  # each mask that excludes the entry passes g too
-    dV0 = g * count
+    count *= g  # dV0 = g * count
+    dV0 = count
     # dbeta_i = sum(g * sign * M_i) - sum(g * q_i * window_i)
     gflat = g.reshape(-1)
     gs = (g * cache["sign"]).reshape(-1)

@@ -113,7 +113,9 @@ class Optimizer:
                 raise TypeError(f"grads[{name!r}] must be a floating numpy.ndarray, got {what}")
             if g.shape != p.shape:
                 raise ValueError(f"grads[{name!r}] has shape {g.shape}, params[{name!r}] has {p.shape}")
-            if not np.isfinite(g).all():
+            # one sum is non-finite whenever g holds a NaN or an inf (or a huge finite sum overflowed):
+            # only then is every entry looked at
+            if not np.isfinite(np.sum(g)) and not np.isfinite(g).all():
                 raise ValueError(f"grads[{name!r}] contains NaN or inf")
         for b in self._buffers:  # the params dict must not have changed shape behind our back
             for name, p in self.params.items():
@@ -134,8 +136,14 @@ class Optimizer:
         if lr is not None:
             self.lr = check_float(lr, "lr", lo=0.0)
         self.step_count += 1
+        if self._step_flat(grads):
+            return
         for name, p in self.params.items():
             self._update(name, p, grads[name], self.lr)
+
+    def _step_flat(self, grads) -> bool:
+        """Optional fast path of ``step``: the same update on flat buffers; returns whether it ran."""
+        return False
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
         raise NotImplementedError
@@ -272,6 +280,76 @@ class Adam(Optimizer):
         self.beta1, self.beta2 = _check_betas((hyper["beta1"], hyper["beta2"]))
         self.eps = check_float(hyper["eps"], "eps", lo=0.0, lo_open=True)
         self.weight_decay = check_float(hyper["weight_decay"], "weight_decay", lo=0.0)
+
+    def _flat_groups(self) -> list:
+        """Parameters grouped by (dtype, weight decay), each with flat buffers; built once.
+
+        The moment buffers ``state["m"][name]`` / ``state["v"][name]`` become views into the group's
+        flat buffers (values kept), so that one update per group touches every parameter: the same
+        elementwise operations as ``_update``, in the same order, without 12 NumPy calls per tensor
+        (for the 8x8 digits model, 75 tensors, most of them small, that overhead was 1 ms a step).
+        """
+        groups = getattr(self, "_groups", None)
+        if groups is not None:
+            return groups
+        by_key: dict = {}
+        for name, p in self.params.items():
+            by_key.setdefault((p.dtype, self.decay_of(name)), []).append(name)
+        groups = []
+        for (dtype, wd), names in by_key.items():
+            sizes = [self.params[n].size for n in names]
+            total = sum(sizes)
+            bufs = {b: np.empty(total, dtype) for b in ("m", "v", "p", "g", "t", "d")}
+            off = 0
+            for n, size in zip(names, sizes):
+                shape = self.params[n].shape
+                for b in ("m", "v"):
+                    view = bufs[b][off:off + size].reshape(shape)
+                    view[...] = self.state[b][n]
+                    self.state[b][n] = view
+                off += size
+            groups.append((names, wd, bufs))
+        self._groups = groups
+        return groups
+
+    def _step_flat(self, grads) -> bool:
+        if any(grads[n].dtype != p.dtype for n, p in self.params.items()):
+            return False  # mixed precision: the per-tensor path keeps NumPy's promotion rules
+        t, lr = self.step_count, self.lr
+        b1, b2 = self.beta1, self.beta2
+        step_size = lr / (1.0 - b1 ** t)
+        bc2_sqrt = float(np.sqrt(1.0 - b2 ** t))
+        for names, wd, bufs in self._flat_groups():
+            params = [self.params[n] for n in names]
+            p, g, m, v = bufs["p"], bufs["g"], bufs["m"], bufs["v"]
+            np.concatenate([a.reshape(-1) for a in params], out=p)
+            np.concatenate([grads[n].reshape(-1) for n in names], out=g)
+            # from here on exactly _update's operations, on every tensor of the group at once, with
+            # the temporaries in two preallocated buffers (products commute: fl(c * x) = fl(x * c))
+            t, d = bufs["t"], bufs["d"]
+            if wd and self._decoupled:
+                p *= 1.0 - lr * wd
+            elif wd:
+                np.multiply(p, wd, out=t)
+                g += t  # g + wd * p
+            m *= b1
+            np.multiply(g, 1.0 - b1, out=t)
+            m += t  # m += (1 - b1) * g
+            v *= b2
+            np.multiply(g, g, out=t)
+            t *= 1.0 - b2
+            v += t  # v += (1 - b2) * (g * g)
+            np.sqrt(v, out=d)  # denom
+            d /= bc2_sqrt
+            d += self.eps
+            np.divide(m, d, out=d)
+            d *= step_size
+            p -= d  # p -= step_size * (m / denom)
+            off = 0
+            for a in params:
+                np.copyto(a, p[off:off + a.size].reshape(a.shape))
+                off += a.size
+        return True
 
     def _update(self, name, p, g, lr):
         wd = self.decay_of(name)
