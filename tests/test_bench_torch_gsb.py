@@ -48,7 +48,7 @@ def test_torch_autograd_gsb_matches_gsbnp_forward_and_backward():
         torch.set_default_dtype(default)
     assert np.abs(c.detach().numpy() - cls).max() < 1e-12
     assert np.abs(d.detach().numpy() - dist).max() < 1e-12
-    assert abs(float(loss) - 0.5 * (l1 + l2)) < 1e-12
+    assert abs(float(loss.detach()) - 0.5 * (l1 + l2)) < 1e-12
     tp = {}
     for name, p in tm.named_parameters():
         tp[name] = p
