@@ -7,6 +7,7 @@ wrong quantity. Grading runs one subprocess per task (about 0.5 s each), so copi
 """
 
 import ast
+import importlib.util
 import json
 import os
 import re
@@ -37,6 +38,16 @@ def student(tmp_path_factory):
 @pytest.fixture(scope="module")
 def untouched_report(student):
     return A.grade(student[0])
+
+
+@pytest.fixture(scope="module")
+def solved(student, tmp_path_factory):
+    """The student copy with the instructor's code pasted into every YOUR CODE block."""
+    copy = tmp_path_factory.mktemp("solved") / "hw"
+    shutil.copytree(student[0], copy)
+    for t in A.TASKS:
+        _fill(copy, t.id)
+    return copy
 
 
 def _solution_code(task_id: str) -> list[list[str]]:
@@ -121,8 +132,8 @@ def test_markers_are_comments_only():
     ("    # BEGIN SOLUTION Task 1.1: Layernorm backward\n    x = 1\n    # END SOLUTION\n", "differs"),
     ("    # BEGIN SOLUTION Task 1.1: LayerNorm backward\n    # a comment\n    # END SOLUTION\n", "empty"),
     ("    # BEGIN SOLUTION 1.1 LayerNorm backward\n    x = 1\n", "malformed"),
-    ("    # BEGIN SOLUTION Task 1.1: LayerNorm backward\n    # BEGIN SOLUTION Task 1.2: attention "
-     "backward\n", "inside the region"),
+    (("    # BEGIN SOLUTION Task 1.1: LayerNorm backward\n    # BEGIN SOLUTION Task 1.2: attention "
+      "backward\n"), "inside the region"),
     ("x = 1\n", "no solution region"),
 ])
 def test_bad_markers_are_reported(tmp_path, text, match):
@@ -186,6 +197,8 @@ def test_no_solution_anywhere_in_the_student_copy(student):
                          if "assignments" not in p.parts)
     for t in A.TASKS:
         assert len(fps[t.id]) >= 2, t.name
+        code = {B._squash(B._code_part(ln)) for chunks in _solution_code(t.id).values() for ch in chunks for ln in ch}
+        assert {B._squash(g) for g in t.given} <= code, t.name  # a given line is a line of the solution
         # the search can fail: the instructor's package holds every fingerprint
         assert {f for _, f in A.find_leaks(pkg_text, {t.id: fps[t.id]})} == fps[t.id], t.name
     files = [p for p in sorted(d.rglob("*")) if p.is_file() and p.suffix != ".npz"]
@@ -244,19 +257,16 @@ def test_untouched_copy_scores_zero_with_each_task_name(untouched_report):
         assert r["feedback"] and all(f"NotImplementedError: {t.name}" in f for f in r["feedback"]), r
 
 
-def test_pasted_solutions_score_full_and_pass_the_public_tests(student, tmp_path):
-    copy = tmp_path / "solved"
-    shutil.copytree(student[0], copy)
-    for t in A.TASKS:
-        _fill(copy, t.id)
+def test_pasted_solutions_score_full_and_pass_the_public_tests(solved):
+    copy = solved
     report = A.grade(copy)
     bad = {i: r["feedback"] for i, r in report.items() if not (r["ok"] and r["points"] == r["max_points"])}
     assert not bad, bad
     assert all(r["bonus"] == r["max_bonus"] for r in report.values())
-    assert "score: 100/100 points (10/10 tasks complete, 10 bonus)" in A.format_report(report)
+    assert "score: 100/100 points + 10 bonus (10/10 tasks complete)" in A.format_report(report)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=copy,
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, check=False, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert re.search(r"\b2[0-9] passed\b", proc.stdout), proc.stdout[-500:]
 
@@ -353,6 +363,46 @@ def test_region_rules(code, what):
     assert (msg is None) if what is None else (what in msg), msg
 
 
+def _execute(path: Path, allow_errors: bool = False):
+    for m in ("nbformat", "nbclient", "ipykernel"):
+        if importlib.util.find_spec(m) is None:
+            if os.environ.get("CI"):
+                pytest.fail(f"{m} is missing (the test extra installs it)")
+            pytest.skip(f"{m} is not installed")
+    import nbformat
+    from nbclient import NotebookClient
+    nb = nbformat.read(path, as_version=4)
+    env = {"OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": ""}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel imports the copy's gsbnp (its first cell puts it on sys.path)
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=allow_errors,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    out = []
+    for c in nb.cells:
+        if c.cell_type == "code":
+            out.append("".join(o.get("text", "") if o["output_type"] == "stream" else
+                               f"{o.get('ename')}: {o.get('evalue')}" if o["output_type"] == "error" else ""
+                               for o in c.outputs))
+    return nb, out
+
+
+def test_notebooks_run_on_the_solved_copy_and_stop_on_a_stub(solved, student):
+    for stem, _ in A.GROUPS.values():
+        nb, outs = _execute(solved / "notebooks" / f"{stem}.ipynb")
+        text = "\n".join(outs)
+        assert str(solved) in text  # the copy's gsbnp was imported
+        runs = [o for o in outs if re.search(r"\d+ passed", o)]
+        assert len(runs) == sum(A.GROUPS[t.group][0] == stem for t in A.TASKS), (stem, text[-1500:])
+        assert "failed" not in text and "Error" not in text, (stem, text[-1500:])
+    nb, outs = _execute(student[0] / "notebooks" / f"{A.GROUPS['4'][0]}.ipynb", allow_errors=True)
+    assert [o for o in outs if "Error" in o][0] == "NotImplementedError: Task 4.1: popcount matmul"
+    assert any("2 failed" in o for o in outs)
+
+
 # ----------------------------------------------------------------------------------------------
 # the student's own environment: pip install -e hw/ && pytest
 
@@ -369,19 +419,20 @@ def test_fresh_venv_installs_the_student_copy_and_runs_its_public_tests(student,
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_REQUIRE_VIRTUALENV")}
     env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", COLUMNS="400")  # COLUMNS: untruncated summary lines
     pip = subprocess.run([str(py), "-m", "pip", "install", "--no-build-isolation", "--no-deps", "--no-index",
-                          "-q", "-e", str(d)], env=env, capture_output=True, text=True, timeout=240)
+                          "-q", "-e", str(d)], env=env, capture_output=True, text=True, check=False, timeout=240)
     assert pip.returncode == 0, pip.stderr[-2000:]
     where = subprocess.run([str(py), "-c", "import gsbnp; print(gsbnp.__file__)"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, check=False, timeout=60)
     assert Path(where.stdout.strip()).resolve().is_relative_to(d.resolve()), where
     proc = subprocess.run([str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf"], cwd=d, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, check=False, timeout=300)
     assert proc.returncode == 1, proc.stdout[-2000:]
     failed = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAILED ")]
     assert len(failed) >= 2 * len(A.TASKS) and "passed" not in proc.stdout.splitlines()[-1]
     for t in A.TASKS:
         mine = [ln for ln in failed if f"test_task_{t.slug}.py" in ln]
-        assert mine and all(f"NotImplementedError: {t.name}" in ln for ln in mine), (t.name, mine)
+        names = [A.get_task(i).name for i in (t.id,) + t.needs]  # a task's tests may run the tasks it needs
+        assert mine and all(any(f"NotImplementedError: {n}" in ln for n in names) for ln in mine), (t.name, mine)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -400,7 +451,7 @@ def test_cli_list_build_answers_csv(tmp_path, capsys):
     csv_file = tmp_path / "scores.csv"
     assert A.main(["grade", str(d), str(d), "--task", "5.1", "--csv", str(csv_file)]) == 0
     out = capsys.readouterr().out
-    assert "Task 5.1: distillation loss" in out and "0/5" in out and "score: 0/5 points" in out
+    assert "Task 5.1: distillation loss" in out and "0/5" in out and "score: 0/5 points + 0 bonus" in out
     assert csv_file.read_text().splitlines() == ["copy,Task 5.1,total", f"{d},0,0", f"{d},0,0"]
     ans = tmp_path / "answers"
     assert A.main(["build", "--out", str(ans), "--answers"]) == 0

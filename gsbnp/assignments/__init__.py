@@ -33,8 +33,24 @@ from .grader import DEFAULT_TIMEOUT, format_report, grade, gradescope
 from .regions import ANY_MARKER, PACKAGE_DIR, Region, find_regions
 from .tasks import GROUPS, TASKS, Task, get_task
 
-__all__ = ["Task", "TASKS", "GROUPS", "Region", "find_regions", "build", "grade", "format_report", "gradescope",
-           "solution_fingerprints", "find_leaks", "get_task", "main", "MANIFEST", "PACKAGE_DIR", "ANY_MARKER"]
+__all__ = [
+    "ANY_MARKER",
+    "GROUPS",
+    "MANIFEST",
+    "PACKAGE_DIR",
+    "TASKS",
+    "Region",
+    "Task",
+    "build",
+    "find_leaks",
+    "find_regions",
+    "format_report",
+    "get_task",
+    "grade",
+    "gradescope",
+    "main",
+    "solution_fingerprints",
+]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -26,8 +26,16 @@ from . import checks
 from .regions import PACKAGE_DIR, Region, find_regions, strip_regions
 from .tasks import GROUPS, TASKS, Task, select
 
-__all__ = ["build", "MANIFEST", "STUDENT_DIR", "solution_fingerprints", "find_leaks", "read_docstrings",
-           "percent_cells", "notebook"]
+__all__ = [
+    "MANIFEST",
+    "STUDENT_DIR",
+    "build",
+    "find_leaks",
+    "notebook",
+    "percent_cells",
+    "read_docstrings",
+    "solution_fingerprints",
+]
 
 MANIFEST = ".gsbnp-assignments.json"
 STUDENT_DIR = Path(__file__).resolve().parent / "student"
@@ -54,19 +62,20 @@ MIN_FINGERPRINT = 10  # squashed characters: shorter lines ("else:", "n = k + 1"
 def solution_fingerprints(regions: list[Region] | None = None, task_ids=None,
                           source_root: Path | None = None) -> dict[str, set[str]]:
     """``{task id: squashed fragments}``: every code line of the task's regions of at least
-    ``MIN_FINGERPRINT`` characters (whitespace removed), plus the task's ``leaks``."""
+    ``MIN_FINGERPRINT`` characters (whitespace removed) but its ``given`` lines, plus its ``leaks``."""
     root = Path(source_root) if source_root is not None else SOURCE_ROOT
     regions = find_regions(root / "gsbnp") if regions is None else regions
     ids = {t.id for t in TASKS} if task_ids is None else set(task_ids)
     out: dict[str, set[str]] = {i: set() for i in ids}
     cache: dict[Path, list[str]] = {}
+    given = {t.id: {_squash(g) for g in t.given} for t in TASKS}
     for r in regions:
         if r.task_id not in ids:
             continue
         lines = cache.setdefault(r.path, (root / r.path).read_text(encoding="utf-8").split("\n"))
         for line in lines[r.begin + 1:r.end]:
             s = _squash(_code_part(line))
-            if len(s) >= MIN_FINGERPRINT:
+            if len(s) >= MIN_FINGERPRINT and s not in given[r.task_id]:
                 out[r.task_id].add(s)
     for t in TASKS:
         if t.id in ids:
@@ -114,7 +123,7 @@ def _docstring_node(tree: ast.Module, name: str):
     first = owner.body[0] if owner.body else None
     if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
             and isinstance(first.value.value, str)):
-        raise ValueError(f"{name!r} has no docstring to replace")
+        raise ValueError(f"{name!r} has no docstring to replace")  # noqa: TRY004 - a bad entry, not a bad type
     return first
 
 
@@ -183,15 +192,18 @@ def _heading(t: Task, stubbed: bool) -> str:
 
 
 def _assignment_notebook(group: str, stub_ids: set[str]) -> dict:
-    stem, title = GROUPS[group]
+    title = GROUPS[group][1]
     tasks = [t for t in TASKS if t.group == group]
     tutorials = sorted({p for t in tasks for p in t.tutorials})
     intro = (f"# Assignment {group}: {title}\n\nTasks {', '.join(t.id for t in tasks)} "
              f"({sum(t.points for t in tasks)} points). Tutorials: "
              f"{', '.join(f'`tutorials/{p}_*`' for p in tutorials)}.")
-    cells = [("markdown", intro)] + [(k, s) for k, s, _ in percent_cells(
-        (STUDENT_DIR / "notebooks" / "_setup.py").read_text(encoding="utf-8"))]
+    setup = [(k, s) for k, s, _ in percent_cells((STUDENT_DIR / "notebooks" / "_setup.py").read_text(encoding="utf-8"))]
+    cells = [("markdown", intro)]
     for kind, src, _ in percent_cells((STUDENT_DIR / "notebooks" / f"assignment_{group}.py").read_text(encoding="utf-8")):
+        if kind == "code" and "\nfrom _setup import " in "\n" + src:  # the setup cell, shared by every notebook
+            cells += setup
+            continue
         m = re.match(r"\{\{heading (\d+\.\d+)\}\}", src)
         if m:
             t = next(t for t in tasks if t.id == m.group(1))
@@ -243,8 +255,9 @@ def _copy_tutorial(src: Path, dst: Path, fingerprints) -> list[dict]:
 
 def _readme(selected: list[Task], tutorials: list[str]) -> str:
     rows = "\n".join(f"| {t.id} | {t.title} | {t.points}" + (f" (+{t.bonus} bonus)" if t.bonus else "")
-                     + f" | {t.minutes} min | `{t.where}` | `notebooks/{GROUPS[t.group][0]}.ipynb` |"
-                     for t in selected) or "| - | (none) | | | | |"
+                     + f" | {t.minutes} min | {', '.join(t.needs) or '-'} | `{t.where}` | "
+                     f"`notebooks/{GROUPS[t.group][0]}.ipynb` |"
+                     for t in selected) or "| - | (none) | | | | | |"
     total = sum(t.points for t in selected)
     minutes = sum(t.minutes for t in selected)
     tut = ", ".join(f"`tutorials/{n}`" for n in tutorials) or "(none: build from a source checkout to include them)"

@@ -16,12 +16,12 @@ cover options beyond it. Inputs are float64 and include the exact edges (``|q| =
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-__all__ = ["Case", "CASES", "cases_of", "run_case", "to_arrays", "compare", "format_mismatches"]
+__all__ = ["CASES", "Case", "cases_of", "compare", "format_mismatches", "run_case", "to_arrays"]
 
 TOL = 1e-6  # relative error a float quantity must stay under (float64 inputs: a correct one is ~1e-15)
 
@@ -153,7 +153,7 @@ def _sign_baseline():
     V0 = np.zeros((1, 1, 2, 6))
     V0[0, 0] = [[0.5, -0.5, 0.25, -0.125, 0.9, -1.3], [0.125, 0.0, -0.0, 0.3, -0.6, 0.05]]
     betas = np.array([0.5, 0.25, 0.125])
-    V, vcache = quant.gsb_value_forward(V0, betas, 2)
+    _, vcache = quant.gsb_value_forward(V0, betas, 2)
     return {"baseline out": out, "baseline dx": dx, "value window": vcache["window"]}
 
 
@@ -208,7 +208,7 @@ def _eq8_exact():
     A = np.full((1, 2, N, N), 0.1)
     for i in range(N):
         A[0, 0, i, i] = 0.6
-        A[0, 1, i, (i + 1) % N] = 0.9 if i else 0.5  # 0.5 is not > 0.5: one row short -> switch
+        A[0, 1, i, (i + 1) % N] = 0.9 if i else 0.5  # 0.5 is not above 0.5, but 0.5 / gamma8 is
     return _eq8(A, 53)
 
 
@@ -224,7 +224,7 @@ def _A_ret(seed, shape=(2, 2, 6, 6)):
 def _gsb_attention(seed, k, **opts):
     from gsbnp import quant
     A_ret = _A_ret(seed)
-    alphas = _quiet(quant.gsb_attention_init, A_ret, k, **{o: v for o, v in opts.items() if o == "abin"})
+    alphas = np.array([0.25, 0.12, 0.06, 0.03, 0.02])[:k + 1]  # fixed: the public test must not need Task 3.3
     out, cache = quant.gsb_attention_forward(A_ret, alphas, k, **opts)
     dA, dalphas = quant.gsb_attention_backward(_rng(seed + 1).standard_normal(out.shape), cache)
     return {"dA_ret": dA, "dalphas": dalphas}
@@ -271,7 +271,7 @@ def _V0(seed, shape=(2, 2, 5, 4)):
 def _gsb_value(seed, k, **opts):
     from gsbnp import quant
     V0 = _V0(seed)
-    betas = _quiet(quant.gsb_value_init, V0, k)
+    betas = np.array([0.6, 0.3, 0.2, 0.1, 0.05])[:k + 1]
     out, cache = quant.gsb_value_forward(V0, betas, k, **opts)
     dV0, dbetas = quant.gsb_value_backward(_rng(seed + 1).standard_normal(out.shape), cache)
     return {"dV0": dV0, "dbetas": dbetas}

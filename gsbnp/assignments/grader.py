@@ -30,7 +30,7 @@ from . import checks
 from .regions import PACKAGE_DIR, check_student_code, find_regions, splice, student_chunks
 from .tasks import select
 
-__all__ = ["grade", "format_report", "gradescope", "DEFAULT_TIMEOUT"]
+__all__ = ["DEFAULT_TIMEOUT", "format_report", "grade", "gradescope"]
 
 DEFAULT_TIMEOUT = 60.0  # seconds per task (a correct task runs in about one second)
 MEMORY_LIMIT = 4 << 30  # bytes of address space of one task's subprocess
@@ -92,7 +92,7 @@ def _grade_task(task, regions, root: Path, work: Path, timeout: float) -> dict:
            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GSBNP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-I", str(build / "gsbnp" / "assignments" / "runner.py"), str(build), task.id, str(out)]
     try:
-        proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=timeout, check=False,
                               preexec_fn=_limits if os.name == "posix" else None)
     except subprocess.TimeoutExpired:
         return _fail(report, f"did not finish within {timeout:g} s (an endless loop?)")
@@ -162,10 +162,11 @@ def format_report(report: dict) -> str:
         lines.append(f"{r['name']:<{w}}  {r['points']:>3}/{r['max_points']:<3} points{bonus}  "
                      f"{'PASS' if r['ok'] else 'FAIL'}")
         lines += [f"    {f}" for f in r["feedback"]]
-    got = sum(r["points"] + r["bonus"] for r in report.values())
+    got = sum(r["points"] for r in report.values())
     total = sum(r["max_points"] for r in report.values())
-    lines.append(f"score: {got}/{total} points ({sum(r['ok'] for r in report.values())}/{len(report)} tasks "
-                 f"complete, {sum(r['bonus'] for r in report.values())} bonus)")
+    bonus = sum(r["bonus"] for r in report.values())
+    lines.append(f"score: {got}/{total} points + {bonus} bonus ({sum(r['ok'] for r in report.values())}/"
+                 f"{len(report)} tasks complete)")
     return "\n".join(lines)
 
 

@@ -27,8 +27,20 @@ from pathlib import Path
 
 from .tasks import GROUPS, TASKS, get_task
 
-__all__ = ["Region", "find_regions", "stub_lines", "strip_regions", "student_chunks", "splice",
-           "check_student_code", "BEGIN", "END", "ANY_MARKER", "STUDENT_BEGIN", "STUDENT_END"]
+__all__ = [
+    "ANY_MARKER",
+    "BEGIN",
+    "END",
+    "STUDENT_BEGIN",
+    "STUDENT_END",
+    "Region",
+    "check_student_code",
+    "find_regions",
+    "splice",
+    "strip_regions",
+    "stub_lines",
+    "student_chunks",
+]
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # gsbnp/
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Task", "TASKS", "GROUPS", "get_task", "select"]
+__all__ = ["GROUPS", "TASKS", "Task", "get_task", "select"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class Task:
         bonus: extra points for the options beyond the paper default (0: no bonus).
         leaks: code fragments equivalent to the solution (besides its own lines) that must not appear
             anywhere in the student copy; whitespace is ignored when they are searched.
+        needs: tasks whose code this task's public tests run (do those first).
+        given: lines of the solution that the copy may show because the task hands them out (a hint
+            of the docstring, a call of the given API that a neighbouring function makes too).
     """
 
     id: str
@@ -37,6 +40,8 @@ class Task:
     tutorials: tuple[str, ...]
     bonus: int = 0
     leaks: tuple[str, ...] = ()
+    given: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -56,7 +61,8 @@ class Task:
 TASKS: tuple[Task, ...] = (
     Task("1.1", "LayerNorm backward", "gsbnp/functional/normalization.py: layernorm_backward",
          10, 45, ("00",),
-         leaks=("rstd*(g-mean(g)-x_hat*mean(g*x_hat))", "g-=x_hat*mean_gx")),
+         leaks=("rstd*(g-mean(g)-x_hat*mean(g*x_hat))", "g-=x_hat*mean_gx"),
+         given=("g = dout * weight",)),  # the hint: the gradient that reaches x_hat
     Task("1.2", "attention backward", "gsbnp/functional/attention.py: attention_backward",
          10, 45, ("00",),
          leaks=("dA=dY@vh.swapaxes(-1,-2)", "dS@kh")),
@@ -70,25 +76,27 @@ TASKS: tuple[Task, ...] = (
          leaks=("1{0<=q<=1}", "1{0<=x/beta<=1}", "(q>0.5).astype(q.dtype)", "window=(q>=0)&(q<=1)")),
     Task("2.3", "baseline Eq. 8 switch", "gsbnp/quant/attention.py: baseline_attention_forward, "
          "the mode=\"eq8\" block",
-         10, 40, ("03",),
+         10, 40, ("03",), needs=("2.2",),
          leaks=("(n_big==0)|(ones8<N)",)),
     Task("3.1", "GSB attention backward", "gsbnp/quant/attention.py: gsb_attention_backward",
          20, 90, ("04",), bonus=5,
          leaks=("dalpha_0=reduce(", "dalpha_i=reduce(g*M_i)", "sum_ialpha_i1{0<A_ret-Theta_i<1})")),
     Task("3.2", "GSB value backward", "gsbnp/quant/value.py: gsb_value_backward",
-         15, 60, ("04",), bonus=5,
+         15, 60, ("04",), bonus=5, needs=("2.1",),
          leaks=("dbeta_i=reduce(", "g*sum_i1{|V0/beta_i|<=1}*M_i", "count+=n-M.sum(")),
     Task("3.3", "GSB initial scales", "gsbnp/quant/init.py: _region_stats and _cumulative_scales "
          "(Eqs. 21-25, 33-34)",
          10, 45, ("04",),
-         leaks=("mean(R_i)-(alpha_0+...+alpha_{i-1})", "masks&~nxt", "meanofR_i-(")),
+         leaks=("mean(R_i)-(alpha_0+...+alpha_{i-1})", "masks&~nxt", "meanofA_retoverR_i-(")),
     Task("4.1", "popcount matmul", "gsbnp/bitops/popcount.py: the post-processing of matmul_sign_sign "
          "and matmul_mask_sign",
          10, 30, ("02", "06"),
          leaks=("K-2*popcount(axorb)", "2*popcount(aandb)-popcount(a)")),
     Task("5.1", "distillation loss", "gsbnp/train/losses.py: distillation_loss",
          5, 30, ("05",),
-         leaks=("cross_entropy(dist_logits,teacher_labels)",)),
+         leaks=("cross_entropy(dist_logits,teacher_labels)",),
+         # the class head's CE call: the given API, made the same way by the no-teacher loss beside it
+         given=("loss_cls, dcls = cross_entropy(cls_logits, target, label_smoothing=label_smoothing)",)),
 )
 
 # group -> (notebook file stem, heading)

@@ -3,6 +3,11 @@
 # and `END YOUR CODE`; nothing else you change is graded), **run** the check cell, compare with what to
 # **expect**, then run the task's public tests. Restart the kernel after editing a module.
 
+
+# %%
+# the builder puts notebooks/_setup.py here
+from _setup import np, numerical_gradient, public_tests, rel_error
+
 # %% [markdown]
 # {{heading 1.1}}
 #
@@ -15,9 +20,8 @@
 # depends on `x_i` three ways — directly, through `mu`, and through `var` (hence `rstd`). Write
 # `d x_hat_j / d x_i` with `d mu / d x_i = 1/D` and `d var / d x_i = 2 (x_i - mu) / D`, contract it
 # with `g_j`, and simplify using `x_hat`. Your result needs only `g`, `x_hat`, `rstd` and two row means.
-
 # %%
-import gsbnp.functional as F  # noqa: E402
+import gsbnp.functional as F
 
 rng = np.random.default_rng(0)
 x = rng.standard_normal((2, 5, 8)) * 3 + 1
@@ -25,7 +29,7 @@ w, b = rng.standard_normal(8), rng.standard_normal(8)
 y, cache = F.layernorm_forward(x, w, b)
 dout = rng.standard_normal(y.shape)
 dx, dw, db = F.layernorm_backward(dout, cache)
-f = lambda _: F.layernorm_forward(x, w, b)[0]  # noqa: E731
+f = lambda _: F.layernorm_forward(x, w, b)[0]
 for name, arr, ana in (("x", x, dx), ("weight", w, dw), ("bias", b, db)):
     print(f"d{name:6s} rel error {rel_error(ana, numerical_gradient(f, arr, dout)):.1e}")
 
@@ -55,7 +59,7 @@ q, k, v = (rng.standard_normal((2, 5, 8)) for _ in range(3))
 out, cache = F.attention_forward(q, k, v, 2)
 dout = rng.standard_normal(out.shape)
 grads = F.attention_backward(dout, cache)
-f = lambda _: F.attention_forward(q, k, v, 2)[0]  # noqa: E731
+f = lambda _: F.attention_forward(q, k, v, 2)[0]
 for name, arr, ana in zip("qkv", (q, k, v), grads):
     print(f"d{name} rel error {rel_error(ana, numerical_gradient(f, arr, dout)):.1e}")
 

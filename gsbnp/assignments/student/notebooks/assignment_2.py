@@ -3,6 +3,11 @@
 # **run** the check cell, compare with what to **expect**, then run the public tests. Restart the
 # kernel after editing a module. Tutorial 01 introduces binarizers and straight-through estimators.
 
+
+# %%
+# the builder puts notebooks/_setup.py here
+from _setup import check_surrogate, np, public_tests
+
 # %% [markdown]
 # {{heading 2.1}}
 #
@@ -15,9 +20,8 @@
 # (read Eq. 5 carefully), then write the same rule in the two other places marked for this task: the
 # baseline binarizer of Section III-A and the value window of Eq. 32 (there per component, and only
 # where the mask `M_i` is set).
-
 # %%
-from gsbnp.quant import act_sign_backward, act_sign_forward  # noqa: E402
+from gsbnp.quant import act_sign_backward, act_sign_forward
 
 x = np.array([[-1.5, -1.0, -0.0, 0.0, 0.3, 1.0, 1.2]])
 xb, cache = act_sign_forward(x, 1.0, None)
@@ -48,7 +52,7 @@ public_tests("test_task_2_1.py")
 # binarizer and in the baseline attention of Eqs. 7-8 (there `u = A_re / gamma`).
 
 # %%
-from gsbnp.quant import act_round_forward  # noqa: E402
+from gsbnp.quant import act_round_forward
 
 x = np.array([[-0.1, 0.0, 0.25, 0.5, 0.500001, 1.0, 1.3]])
 xb, cache = act_round_forward(x, 1.0, None)
@@ -74,7 +78,7 @@ public_tests("test_task_2_2.py")
 # loop over maps.
 
 # %%
-from gsbnp.quant import baseline_attention_forward  # noqa: E402
+from gsbnp.quant import baseline_attention_forward
 
 rng = np.random.default_rng(3)
 z = rng.standard_normal((1, 3, 6, 6)) * np.array([0.3, 6.0, 0.3]).reshape(1, 3, 1, 1)

@@ -4,6 +4,11 @@
 # kernel after editing a module. Tutorial 04 walks through GSB step by step; Tasks 2.1 and 2.2 come
 # first (the value forward uses the window of Task 2.1).
 
+
+# %%
+# the builder puts notebooks/_setup.py here
+from _setup import check_surrogate, np, public_tests
+
 # %% [markdown]
 # {{heading 3.1}}
 #
@@ -20,9 +25,8 @@
 # `A_ret - Theta_i`: what reaches `A_ret`, and what reaches `alpha_i`? For the default
 # `scale_grad="mean"` every scale gradient is divided by the number of entries of `A_ret` (Eqs. 14, 15).
 # The options `abin="mask"` and `scale_grad="sqrt"` (see the docstring) are a bonus.
-
 # %%
-from gsbnp.quant import gsb_attention_backward, gsb_attention_forward  # noqa: E402
+from gsbnp.quant import gsb_attention_backward, gsb_attention_forward
 
 rng = np.random.default_rng(4)
 A = rng.random((2, 2, 5, 5))
@@ -55,7 +59,7 @@ public_tests("test_task_3_1.py")
 # `scale_grad="mean"`; `v_grad="unmasked"` and `scale_grad="sqrt"` are a bonus.
 
 # %%
-from gsbnp.quant import gsb_value_backward, gsb_value_forward  # noqa: E402
+from gsbnp.quant import gsb_value_backward, gsb_value_forward
 
 rng = np.random.default_rng(5)
 V0 = rng.standard_normal((2, 2, 5, 4))
@@ -84,7 +88,7 @@ public_tests("test_task_3_2.py")
 # that turns region means into scales (`total` holds the stored scales before index i).
 
 # %%
-from gsbnp.quant import gsb_attention_init, gsb_value_init  # noqa: E402
+from gsbnp.quant import gsb_attention_init, gsb_value_init
 
 V0 = np.array([1.0, -1.0, 3.0, -3.0, 1.0, 1.0]).reshape(1, 1, 2, 3)
 print("betas", gsb_value_init(V0, 1))

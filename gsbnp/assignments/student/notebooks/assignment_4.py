@@ -3,6 +3,11 @@
 # cell, compare with what to **expect**, then run the public tests. Tutorials 02 and 06 show the packed
 # bit layout and what xnor/popcount saves.
 
+
+# %%
+# the builder puts notebooks/_setup.py here
+from _setup import np, public_tests
+
 # %% [markdown]
 # {{heading 4.1}}
 #
@@ -16,9 +21,8 @@
 # positions with `a = 1` contribute; `extra` holds `popcount(a)` of each row. The third marked place,
 # `matmul_mask_ternary`, applies the same idea to the ternary value planes of Fig. 10 (`t = m (2s - 1)`).
 # Write into `o` with `out=` arguments or `o[...] = ...`; `counts` is a small unsigned type.
-
 # %%
-from gsbnp.bitops import matmul_mask_sign, matmul_sign_sign, pack_mask, pack_signs  # noqa: E402
+from gsbnp.bitops import matmul_mask_sign, matmul_sign_sign, pack_mask, pack_signs
 
 rng = np.random.default_rng(7)
 a, w = rng.choice([-1, 1], size=(3, 70)), rng.choice([-1, 1], size=(4, 70))

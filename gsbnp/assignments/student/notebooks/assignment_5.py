@@ -2,6 +2,11 @@
 # **Implement** the marked code (between `BEGIN YOUR CODE` and `END YOUR CODE`), **run** the check
 # cell, compare with what to **expect**, then run the public tests. Tutorial 05 trains with this loss.
 
+
+# %%
+# the builder puts notebooks/_setup.py here
+from _setup import np, numerical_gradient, public_tests, rel_error
+
 # %% [markdown]
 # {{heading 5.1}}
 #
@@ -10,9 +15,8 @@
 # return a loss and its gradient. **Derive** how the two gradients scale when the two losses are mixed,
 # and which labels the hard distillation term uses (the teacher's argmax; the teacher's labels are never
 # smoothed). Return `(loss, dcls_logits, ddist_logits)`.
-
 # %%
-from gsbnp.train.losses import distillation_loss  # noqa: E402
+from gsbnp.train.losses import distillation_loss
 
 rng = np.random.default_rng(8)
 cls, dist, teacher = rng.standard_normal((3, 5)), rng.standard_normal((3, 5)), rng.standard_normal((3, 5))

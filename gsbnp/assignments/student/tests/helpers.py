@@ -2,9 +2,8 @@
 
 from pathlib import Path
 
-import numpy as np
-
 import cases
+import numpy as np
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
 

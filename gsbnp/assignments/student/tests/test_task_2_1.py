@@ -1,10 +1,10 @@
 """Task 2.1: sign STE (the type-B binarizer's value and STE window, and the baseline's)."""
 
 import numpy as np
+from helpers import check_public
 
 from gsbnp.gradcheck import check_surrogate
 from gsbnp.quant import act_sign_backward, act_sign_forward
-from helpers import check_public
 
 
 def test_frozen_reference_at_the_window_edges():

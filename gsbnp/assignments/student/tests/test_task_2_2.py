@@ -1,10 +1,10 @@
 """Task 2.2: type-A quantizer (value and STE window, and the baseline's)."""
 
 import numpy as np
+from helpers import check_public
 
 from gsbnp.gradcheck import check_surrogate
 from gsbnp.quant import act_round_backward, act_round_forward
-from helpers import check_public
 
 
 def test_frozen_reference_at_the_window_edges():

@@ -1,9 +1,9 @@
 """Task 2.3: the baseline's Eq. 8 scale and its switch back to Eq. 2."""
 
 import numpy as np
+from helpers import check_public
 
 from gsbnp.quant import baseline_attention_forward
-from helpers import check_public
 
 
 def test_frozen_reference():
@@ -12,7 +12,7 @@ def test_frozen_reference():
 
 def test_a_flat_map_falls_back_to_eq2():
     A = np.full((1, 1, 4, 4), 0.25)  # no value above 0.5
-    out, cache = baseline_attention_forward(A, mode="eq8")
+    _, cache = baseline_attention_forward(A, mode="eq8")
     assert cache["switched"].tolist() == [[True]]
     assert np.allclose(cache["gamma"], 0.25)
 

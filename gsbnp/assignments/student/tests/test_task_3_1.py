@@ -1,10 +1,10 @@
 """Task 3.1: GSB attention backward (Eqs. 14-20)."""
 
 import numpy as np
+from helpers import check_public
 
 from gsbnp.gradcheck import check_surrogate
 from gsbnp.quant import gsb_attention_backward, gsb_attention_forward
-from helpers import check_public
 
 
 def test_frozen_reference():

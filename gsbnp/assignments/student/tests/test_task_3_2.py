@@ -1,10 +1,10 @@
 """Task 3.2: GSB value backward (Eqs. 28-32)."""
 
 import numpy as np
+from helpers import check_public
 
 from gsbnp.gradcheck import check_surrogate
 from gsbnp.quant import gsb_value_backward, gsb_value_forward
-from helpers import check_public
 
 
 def test_frozen_reference():

@@ -3,9 +3,9 @@
 import warnings
 
 import numpy as np
+from helpers import check_public
 
 from gsbnp.quant import gsb_attention_init, gsb_value_init
-from helpers import check_public
 
 
 def test_frozen_reference():

@@ -1,9 +1,9 @@
 """Task 4.1: popcount matmul."""
 
 import numpy as np
+from helpers import check_public
 
 from gsbnp.bitops import matmul_mask_sign, matmul_sign_sign, pack_mask, pack_signs
-from helpers import check_public
 
 
 def test_frozen_reference():
