@@ -316,6 +316,12 @@ def test_wrong_solutions_score_zero_with_feedback_naming_the_quantity(student, t
         assert re.search(rf"\b{right}\b[^;]* correct", t["output"]), t
         assert "assert" not in t["output"].lower()
     assert res["score"] == 0
+    # the example of docs/teaching.md is this feedback, with placeholders for the numbers
+    doc = (ROOT / "docs" / "teaching.md").read_text()
+    example = " ".join(re.search(r"`(dx: relative error <e>.*?)`", doc, re.DOTALL).group(1).split())
+    pattern = re.escape(example).replace("<e>", r"\d\.\de[+-]\d\d").replace("<index>", r"\([\d, ]+\)")
+    pattern = pattern.replace("<value>", r"-?[\d.e+-]+")
+    assert re.search(pattern, by_name[A.get_task("2.1").name]["output"]), (example, by_name)
 
 
 def test_teaching_guide_matches_the_task_table():
