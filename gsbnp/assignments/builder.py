@@ -89,6 +89,27 @@ def find_leaks(text: str, fingerprints: dict[str, set[str]]) -> list[tuple[str, 
     return sorted((tid, f) for tid, fs in fingerprints.items() for f in fs if f in s)
 
 
+def _drop_leaking_comments(path: Path, rel: Path, fingerprints) -> None:
+    """Remove the comments that state a solution; ValueError for code or docstring lines that do (give
+    the function a student docstring, stub the code, or list the line in the task's ``given``)."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    changed = False
+    for i, line in enumerate(lines):
+        hits = find_leaks(line, fingerprints)
+        if not hits:
+            continue
+        code, sep, _ = line.partition("  #") if not line.lstrip().startswith("#") else ("", "#", "")
+        if sep and not find_leaks(code, fingerprints):
+            lines[i] = code.rstrip() if code.strip() else ""
+            changed = True
+        else:
+            raise ValueError(f"{rel}:{i + 1} shows the solution of Task {hits[0][0]} ({hits[0][1]!r}) outside "
+                             "its region: stub it, give the function a student docstring, or list the line "
+                             "in the task's given")
+    if changed:
+        path.write_text("\n".join(lines), encoding="utf-8")
+
+
 # ----------------------------------------------------------------------------------------------
 # student docstrings
 # ----------------------------------------------------------------------------------------------
@@ -315,6 +336,9 @@ def build(out_dir, tasks=None, *, source_root=None) -> dict:
         for rel, text in texts.items():
             ast.parse(text, filename=str(rel))
             (tmp / rel).write_text(text, encoding="utf-8")
+        fingerprints = solution_fingerprints(regions, stub_ids, PACKAGE_DIR.parent)
+        for p in sorted((tmp / "gsbnp").rglob("*.py")):
+            _drop_leaking_comments(p, p.relative_to(tmp), fingerprints)
         # packaging, public tests, frozen expected values
         from .. import __version__
         (tmp / "pyproject.toml").write_text((STUDENT_DIR / "pyproject.toml.in").read_text(encoding="utf-8")
@@ -333,7 +357,6 @@ def build(out_dir, tasks=None, *, source_root=None) -> dict:
             (tmp / "notebooks" / f"{GROUPS[g][0]}.ipynb").write_text(
                 json.dumps(_assignment_notebook(g, stub_ids), indent=1, ensure_ascii=False) + "\n",
                 encoding="utf-8")
-        fingerprints = solution_fingerprints(regions, stub_ids, PACKAGE_DIR.parent)
         prefixes = sorted({p for t in selected for p in t.tutorials})
         copied, dropped = [], []
         tut_dir = root / "tutorials"
