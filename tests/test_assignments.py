@@ -52,11 +52,11 @@ def solved(student, tmp_path_factory):
 
 def _solution_code(task_id: str) -> list[list[str]]:
     """The instructor's code of each region of a task, in file order (the lines a student writes)."""
+    spans = [(r, r.begin + 1, r.end) for r in A.find_regions() if r.task_id == task_id]
+    spans += [(r, r.begin, r.end + 1) for r in R.also_regions(A.get_task(task_id))]
     out = {}
-    for r in A.find_regions():
-        if r.task_id == task_id:
-            lines = (ROOT / r.path).read_text().split("\n")
-            out.setdefault(r.path, []).append(lines[r.begin + 1:r.end])
+    for r, a, b in sorted(spans, key=lambda s: (str(s[0].path), s[1])):
+        out.setdefault(r.path, []).append((ROOT / r.path).read_text().split("\n")[a:b])
     return out
 
 
@@ -169,6 +169,7 @@ def test_student_copy_is_a_standalone_project(student):
         assert f"| {t.id} | {t.title} | {t.points}" in readme and f"| {t.minutes} min |" in readme
     assert f"({sum(t.points for t in A.TASKS)} points" in readme
     region_files = {str(r.path) for r in A.find_regions()} | {rel for _, rel, _, _ in B.read_docstrings()}
+    region_files |= {rel for t in A.TASKS for rel, _, _ in t.also}
     fps = A.solution_fingerprints()
     for p in sorted((d / "gsbnp").rglob("*.py")):
         rel = p.relative_to(d).as_posix()
@@ -181,7 +182,7 @@ def test_student_copy_is_a_standalone_project(student):
                 assert ast.dump(ast.parse(src)) == ast.dump(ast.parse(orig)), rel
             else:
                 assert src == orig, rel
-    for r in A.find_regions():
+    for r in A.find_regions() + [r for t in A.TASKS for r in R.also_regions(t)]:
         name = A.get_task(r.task_id).name
         assert f'{r.indent}raise NotImplementedError("{name}")' in (d / r.path).read_text().split("\n")
     for t in A.TASKS:

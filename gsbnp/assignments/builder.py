@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checks
-from .regions import PACKAGE_DIR, Region, find_regions, strip_regions
+from .regions import PACKAGE_DIR, Region, also_regions, find_regions, strip_regions, stub_also
 from .tasks import GROUPS, TASKS, Task, select
 
 __all__ = [
@@ -59,9 +59,16 @@ def _code_part(line: str) -> str:
 MIN_FINGERPRINT = 10  # squashed characters: shorter lines ("else:", "n = k + 1") say nothing of a task
 
 
+def _by_path(regions) -> dict[Path, list[Region]]:
+    out: dict[Path, list[Region]] = {}
+    for r in regions:
+        out.setdefault(r.path, []).append(r)
+    return out
+
+
 def solution_fingerprints(regions: list[Region] | None = None, task_ids=None,
                           source_root: Path | None = None) -> dict[str, set[str]]:
-    """``{task id: squashed fragments}``: every code line of the task's regions of at least
+    """``{task id: squashed fragments}``: every code line of the task's regions and ``also`` spans of at least
     ``MIN_FINGERPRINT`` characters (whitespace removed) but its ``given`` lines, plus its ``leaks``."""
     root = Path(source_root) if source_root is not None else SOURCE_ROOT
     regions = find_regions(root / "gsbnp") if regions is None else regions
@@ -69,11 +76,13 @@ def solution_fingerprints(regions: list[Region] | None = None, task_ids=None,
     out: dict[str, set[str]] = {i: set() for i in ids}
     cache: dict[Path, list[str]] = {}
     given = {t.id: {_squash(g) for g in t.given} for t in TASKS}
-    for r in regions:
+    spans = [(r, r.begin + 1, r.end) for r in regions]
+    spans += [(r, r.begin, r.end + 1) for t in TASKS if t.id in ids for r in also_regions(t, root)]
+    for r, a, b in spans:
         if r.task_id not in ids:
             continue
         lines = cache.setdefault(r.path, (root / r.path).read_text(encoding="utf-8").split("\n"))
-        for line in lines[r.begin + 1:r.end]:
+        for line in lines[a:b]:
             s = _squash(_code_part(line))
             if len(s) >= MIN_FINGERPRINT and s not in given[r.task_id]:
                 out[r.task_id].add(s)
@@ -324,6 +333,11 @@ def build(out_dir, tasks=None, *, source_root=None) -> dict:
         texts = {rel: "\n".join(strip_regions((PACKAGE_DIR.parent / rel).read_text(encoding="utf-8").split("\n"),
                                               regs, stub_ids))
                  for rel, regs in by_file.items()}
+        for t in selected:  # spans elsewhere that repeat a task's derivation
+            for rel, spans in _by_path(also_regions(t)).items():
+                if rel not in texts:
+                    texts[rel] = (PACKAGE_DIR.parent / rel).read_text(encoding="utf-8")
+                texts[rel] = "\n".join(stub_also(texts[rel].split("\n"), spans))
         for tid, rel, name, text in read_docstrings():
             if tid in stub_ids:
                 rel = Path(rel)

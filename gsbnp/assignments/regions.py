@@ -34,10 +34,12 @@ __all__ = [
     "STUDENT_BEGIN",
     "STUDENT_END",
     "Region",
+    "also_regions",
     "check_student_code",
     "find_regions",
     "splice",
     "strip_regions",
+    "stub_also",
     "stub_lines",
     "student_chunks",
 ]
@@ -121,6 +123,30 @@ def find_regions(package_dir: str | os.PathLike | None = None) -> list[Region]:
         raise ValueError(f"no solution region found for task(s) {', '.join(missing)} in {package_dir} "
                          "(a student copy has none: build from the instructor's gsbnp)")
     return regions
+
+
+def also_regions(task, root: Path | None = None) -> list[Region]:
+    """The ``also`` spans of a task as Regions whose ``begin`` and ``end`` are the span's first and last
+    line (code, not markers); ValueError when a span's lines are not found exactly once."""
+    root = PACKAGE_DIR.parent if root is None else Path(root)
+    out = []
+    for rel, first, last in task.also:
+        lines = (root / rel).read_text(encoding="utf-8").split("\n")
+        starts = [i for i, ln in enumerate(lines) if ln.strip() == first]
+        ends = [i for i, ln in enumerate(lines) if ln.strip() == last and starts and i >= starts[0]]
+        if len(starts) != 1 or not ends:
+            raise ValueError(f"{rel}: the span of {task.name} starting {first!r} is not found exactly once "
+                             "(update Task.also in gsbnp/assignments/tasks.py)")
+        indent = lines[starts[0]][:len(lines[starts[0]]) - len(lines[starts[0]].lstrip())]
+        out.append(Region(Path(rel), task.id, task.title, indent, starts[0], ends[0]))
+    return out
+
+
+def stub_also(lines: list[str], spans: list[Region]) -> list[str]:
+    """Replace each ``also`` span (code lines ``begin..end`` included) by the task's stub."""
+    for r in sorted(spans, key=lambda r: -r.begin):
+        lines = lines[:r.begin] + stub_lines(r) + lines[r.end + 1:]
+    return lines
 
 
 def stub_lines(region: Region) -> list[str]:

@@ -28,6 +28,10 @@ class Task:
         leaks: code fragments equivalent to the solution (besides its own lines) that must not appear
             anywhere in the student copy; whitespace is ignored when they are searched.
         needs: tasks whose code this task's public tests run (do those first).
+        also: ``(file, first line, last line)`` spans elsewhere in the package that repeat the task's
+            derivation (found by their stripped text, both lines included). The student copy stubs them
+            inside YOUR CODE markers like a region, so that they give nothing away; grading reads only
+            the marked regions (these spans keep the instructor's code there).
         given: lines of the solution that the copy may show because the task hands them out (a hint
             of the docstring, a call of the given API that a neighbouring function makes too).
     """
@@ -42,6 +46,7 @@ class Task:
     leaks: tuple[str, ...] = ()
     given: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
+    also: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def name(self) -> str:
@@ -63,9 +68,16 @@ TASKS: tuple[Task, ...] = (
          10, 45, ("00",),
          leaks=("rstd*(g-mean(g)-x_hat*mean(g*x_hat))", "g-=x_hat*mean_gx"),
          given=("g = dout * weight",)),  # the hint: the gradient that reaches x_hat
-    Task("1.2", "attention backward", "gsbnp/functional/attention.py: attention_backward",
+    Task("1.2", "attention backward", "gsbnp/functional/attention.py: attention_backward (and the same chain "
+         "in gsbnp/nn/attention.py, for the binarized model; graded through attention_backward)",
          10, 45, ("00",),
-         leaks=("dA=dY@vh.swapaxes(-1,-2)", "dS@kh")),
+         leaks=("dA=dY@vh.swapaxes(-1,-2)", "dS@kh"),
+         # the binarized attention's backward walks the same chain (its quantizers in between)
+         also=(("gsbnp/nn/attention.py", "dA = dY @ Vb.swapaxes(-1, -2)  # Y = A @ Vb                  (B, H, N, N)",
+                "dVb = A.swapaxes(-1, -2) @ dY  # (B, H, N, Dh)"),
+               ("gsbnp/nn/attention.py",
+                "dS = F.softmax_backward(dA_re, A_re) * scale  # A_re = softmax(S), S = Qb Kb^T * scale",
+                "dKb = dS.swapaxes(-1, -2) @ Qb"))),
     Task("2.1", "sign STE", "gsbnp/quant/activations.py: _act_forward (the sign branch) and "
          "baseline_act_sign_forward",
          5, 20, ("01",),

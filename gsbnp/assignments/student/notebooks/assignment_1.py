@@ -52,6 +52,10 @@ public_tests("test_task_1_1.py")
 # is a reshape, so `split_heads(dout, H)` is the gradient of `Y`. For `Y = A @ v_h` ask which of `dY`,
 # `A`, `v_h` you must multiply (and transpose) to get a result of the shape of `A`, and of `v_h`.
 # `softmax_backward(dA, A)` (already written, in `gsbnp/functional/activation.py`) gives `dS`.
+#
+# The binarized attention (`_binary_backward` in `gsbnp/nn/attention.py`) walks the same chain with
+# its quantizers in between: two more marked blocks there, for your binary model to train. Grading
+# checks `attention_backward`; the blocks in `nn/attention.py` are yours to use.
 
 # %%
 rng = np.random.default_rng(1)
