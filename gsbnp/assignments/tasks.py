@@ -79,11 +79,11 @@ TASKS: tuple[Task, ...] = (
                 "dS = F.softmax_backward(dA_re, A_re) * scale  # A_re = softmax(S), S = Qb Kb^T * scale",
                 "dKb = dS.swapaxes(-1, -2) @ Qb"))),
     Task("2.1", "sign STE", "gsbnp/quant/activations.py: _act_forward (the sign branch) and "
-         "baseline_act_sign_forward",
+         "baseline_act_sign_forward; the Eq. 32 window in gsbnp/quant/value.py: gsb_value_forward",
          5, 20, ("01",),
          leaks=("1{|q|<=1}", "|(x-a_mu)/beta|<=1", "window=np.abs(q)<=1", "|x|<=1", "|V0/beta_i|<=1")),
     Task("2.2", "type-A quantizer", "gsbnp/quant/activations.py: _act_forward (the round branch) and "
-         "baseline_act_round_forward",
+         "baseline_act_round_forward; the window in gsbnp/quant/attention.py: baseline_attention_forward",
          5, 20, ("01",),
          leaks=("1{0<=q<=1}", "1{0<=x/beta<=1}", "(q>0.5).astype(q.dtype)", "window=(q>=0)&(q<=1)", "0<=x<=1",
                 "1{0<=A_re/gamma<=1}")),
@@ -103,7 +103,7 @@ TASKS: tuple[Task, ...] = (
          10, 45, ("04",),
          leaks=("mean(R_i)-(alpha_0+...+alpha_{i-1})", "masks&~nxt", "meanofA_retoverR_i-(")),
     Task("4.1", "popcount matmul", "gsbnp/bitops/popcount.py: the post-processing of matmul_sign_sign "
-         "and matmul_mask_sign",
+         "and matmul_mask_sign, and matmul_mask_ternary",
          10, 30, ("02", "06"),
          leaks=("K-2*popcount(axorb)", "2*popcount(aandb)-popcount(a)")),
     Task("5.1", "distillation loss", "gsbnp/train/losses.py: distillation_loss",
