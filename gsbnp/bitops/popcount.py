@@ -297,12 +297,14 @@ def matmul_mask_ternary(a: PackedBits, b: PackedTernary, *, threads: int | None 
     _check_operand(b, "b", ("ternary",))
     _check_pair(a, b)
     m = b.mask.words
+    # BEGIN SOLUTION Task 4.1: popcount matmul
     ms = np.bitwise_and(m, b.sign.words)  # (..., N, W) positions where t = +1
     pos = _int_product(a.words, ms, a.K, np.bitwise_and,
                        lambda c, o, _: np.multiply(c, np.int32(2), out=o), threads)
     nz = _int_product(a.words, np.broadcast_to(m, ms.shape), a.K, np.bitwise_and,
                       lambda c, o, _: np.copyto(o, c), threads)
     np.subtract(pos, nz, out=pos)
+    # END SOLUTION
     return pos
 
 

@@ -247,7 +247,9 @@ def baseline_act_sign_forward(x):
     a_mu, beta = _per_sample_stats(x)
     a_mu, beta = frozen(a_mu), frozen(beta)
     q = (x - a_mu) / beta  # (B, ...)
+    # BEGIN SOLUTION Task 2.1: sign STE
     window = np.abs(q) <= 1
+    # END SOLUTION
     out = beta * discrete(q, _sign(q), window)
     return out, {"shape": x.shape, "a_mu": a_mu, "beta": beta, "window": window}
 
@@ -273,8 +275,10 @@ def baseline_act_round_forward(x):
     _, beta = _per_sample_stats(x)
     beta = frozen(beta)
     q = x / beta  # (B, ...)
+    # BEGIN SOLUTION Task 2.2: type-A quantizer
     window = (q >= 0) & (q <= 1)
     out = beta * discrete(q, np.clip(np.round(q), 0, 1), window)
+    # END SOLUTION
     return out, {"shape": x.shape, "beta": beta, "window": window}
 
 

@@ -109,6 +109,7 @@ def baseline_attention_forward(A_re, mode: str = "eq8"):
     gamma = np.maximum(A_re.mean(axis=(-2, -1), keepdims=True), tiny)  # (B, H, 1, 1), Eq. 2
     switched = np.zeros(A_re.shape[:2], dtype=bool)  # (B, H)
     if mode == "eq8":
+        # BEGIN SOLUTION Task 2.3: baseline Eq. 8 switch
         big = A_re > 0.5  # (B, H, N, N)
         n_big = big.sum(axis=(-2, -1), keepdims=True)  # (B, H, 1, 1)
         s_big = np.sum(A_re, axis=(-2, -1), keepdims=True, where=big)
@@ -118,9 +119,12 @@ def baseline_attention_forward(A_re, mode: str = "eq8"):
         sw = (n_big == 0) | (ones8 < N)  # (B, H, 1, 1)
         gamma = np.where(sw, gamma, safe8)
         switched = sw[..., 0, 0]
+        # END SOLUTION
     gamma = frozen(gamma)
     u = A_re / gamma  # (B, H, N, N)
+    # BEGIN SOLUTION Task 2.2: type-A quantizer
     window = (u >= 0) & (u <= 1)
+    # END SOLUTION
     A_bin = np.clip(np.round(u), 0, 1)  # round half to even: u = 0.5 -> 0 (Eq. 3)
     out = gamma * discrete(u, A_bin, window)
     cache = {"shape": A_re.shape, "gamma": gamma, "switched": switched, "A_bin": A_bin > 0,

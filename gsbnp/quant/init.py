@@ -43,6 +43,7 @@ def _region_stats(values: np.ndarray, masks: np.ndarray, count_nonzero: bool):
 
     ``masks`` is bool (n, *values.shape); returns float64 sums (n,) and int counts (n,).
     """
+    # BEGIN SOLUTION Task 3.3: GSB initial scales
     n = masks.shape[0]
     nxt = np.zeros_like(masks)
     nxt[:-1] = masks[1:]
@@ -51,6 +52,7 @@ def _region_stats(values: np.ndarray, masks: np.ndarray, count_nonzero: bool):
     sums = regions @ flat  # (n,)
     counts = (regions & (flat != 0)) if count_nonzero else regions
     return sums, counts.sum(axis=1)
+    # END SOLUTION
 
 
 def _cumulative_scales(sums, counts, *, subtract: bool, factor: float = 1.0, first=None,
@@ -70,8 +72,10 @@ def _cumulative_scales(sums, counts, *, subtract: bool, factor: float = 1.0, fir
         else:
             empty = counts[i] == 0
             val = np.nan if empty else factor * sums[i] / counts[i]
+        # BEGIN SOLUTION Task 3.3: GSB initial scales
         if not empty and subtract:
             val -= total
+        # END SOLUTION
         if empty:
             notes.append(f"{names}_{i} has an empty region")
             val = SCALE_FLOOR

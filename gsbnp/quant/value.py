@@ -102,8 +102,10 @@ def gsb_value_forward(V0, betas, k: int = 2, *, scale_grad: str = "mean",
     M = frozen(M)
     sgn = _sign(V0)  # (B, H, N, Dh)
     q = V0[None] / betas.reshape(-1, 1, 1, 1, 1)  # (k + 1, B, H, N, Dh)
+    # BEGIN SOLUTION Task 2.1: sign STE
     window = np.abs(q) <= 1  # Eq. 32, inclusive, and M_i
     window &= M
+    # END SOLUTION
     s = discrete(q, M * sgn, window)  # sign(V0) * M_i                             (k + 1, ...)
     V_gsb = np.einsum("k,k...->...", betas, s)  # sum_i beta_i sign(V0) M_i          (B, H, N, Dh)
     if v_grad == "unmasked" and surrogate_active():
