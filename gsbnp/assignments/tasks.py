@@ -69,14 +69,14 @@ TASKS: tuple[Task, ...] = (
          leaks=("rstd*(g-mean(g)-x_hat*mean(g*x_hat))", "g-=x_hat*mean_gx"),
          given=("g = dout * weight",)),  # the hint: the gradient that reaches x_hat
     Task("1.2", "attention backward", "gsbnp/functional/attention.py: attention_backward (and the same chain "
-         "in gsbnp/nn/attention.py, for the binarized model; graded through attention_backward)",
+         "in gsbnp/quant/product.py, for the binarized model; graded through attention_backward)",
          10, 45, ("00",),
          leaks=("dA=dY@vh.swapaxes(-1,-2)", "dS@kh"),
          # the binarized attention's backward walks the same chain (its quantizers in between)
-         also=(("gsbnp/nn/attention.py", "dA = dY @ Vb.swapaxes(-1, -2)  # Y = A @ Vb                  (B, H, N, N)",
+         also=(("gsbnp/quant/product.py", "dA = dY @ Vb.swapaxes(-1, -2)  # Y = A @ Vb                  (B, H, N, N)",
                 "dVb = A.swapaxes(-1, -2) @ dY  # (B, H, N, Dh)"),
-               ("gsbnp/nn/attention.py",
-                "dS = F.softmax_backward(dA_re, A_re) * scale  # A_re = softmax(S), S = Qb Kb^T * scale",
+               ("gsbnp/quant/product.py",
+                'dS = F.softmax_backward(dA_re, A_re) * cache["scale"]  # A_re = softmax(S), S = Qb Kb^T * scale',
                 "dKb = dS.swapaxes(-1, -2) @ Qb"))),
     Task("2.1", "sign STE", "gsbnp/quant/activations.py: _act_forward (the sign branch) and "
          "baseline_act_sign_forward; the Eq. 32 window in gsbnp/quant/value.py: gsb_value_forward",

@@ -53,9 +53,9 @@ public_tests("test_task_1_1.py")
 # `A`, `v_h` you must multiply (and transpose) to get a result of the shape of `A`, and of `v_h`.
 # `softmax_backward(dA, A)` (already written, in `gsbnp/functional/activation.py`) gives `dS`.
 #
-# The binarized attention (`_binary_backward` in `gsbnp/nn/attention.py`) walks the same chain with
+# The binarized attention (`attention_product_backward` in `gsbnp/quant/product.py`) walks the same chain with
 # its quantizers in between: two more marked blocks there, for your binary model to train. Grading
-# checks `attention_backward`; the blocks in `nn/attention.py` are yours to use.
+# checks `attention_backward`; the blocks in `quant/product.py` are yours to use.
 
 # %%
 rng = np.random.default_rng(1)
