@@ -230,7 +230,8 @@ def _assignment_notebook(group: str, stub_ids: set[str]) -> dict:
              f"{', '.join(f'`tutorials/{p}_*`' for p in tutorials)}.")
     setup = [(k, s) for k, s, _ in percent_cells((STUDENT_DIR / "notebooks" / "_setup.py").read_text(encoding="utf-8"))]
     cells = [("markdown", intro)]
-    for kind, src, _ in percent_cells((STUDENT_DIR / "notebooks" / f"assignment_{group}.py").read_text(encoding="utf-8")):
+    source = (STUDENT_DIR / "notebooks" / f"assignment_{group}.py").read_text(encoding="utf-8")
+    for kind, src, _ in percent_cells(source):
         if kind == "code" and "\nfrom _setup import " in "\n" + src:  # the setup cell, shared by every notebook
             cells += setup
             continue

@@ -16,7 +16,8 @@ def test_gradients_match_finite_differences_of_the_forward(rng):
     y, cache = F.layernorm_forward(x, w, b)
     dout = rng.standard_normal(y.shape)
     grads = F.layernorm_backward(dout, cache)
-    f = lambda _: F.layernorm_forward(x, w, b)[0]
+    def f(_):
+        return F.layernorm_forward(x, w, b)[0]
     errors = {name: rel_error(g, numerical_gradient(f, a, dout))
               for name, a, g in zip(("dx", "dweight", "dbias"), (x, w, b), grads)}
     assert all(e < 1e-6 for e in errors.values()), errors

@@ -15,6 +15,7 @@ def test_gradients_match_finite_differences_of_the_forward(rng):
     out, cache = F.attention_forward(q, k, v, 2)
     dout = rng.standard_normal(out.shape)
     grads = F.attention_backward(dout, cache)
-    f = lambda _: F.attention_forward(q, k, v, 2)[0]
+    def f(_):
+        return F.attention_forward(q, k, v, 2)[0]
     errors = {f"d{n}": rel_error(g, numerical_gradient(f, a, dout)) for n, a, g in zip("qkv", (q, k, v), grads)}
     assert all(e < 1e-6 for e in errors.values()), errors
