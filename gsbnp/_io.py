@@ -39,6 +39,7 @@ __all__ = [
     "check_npz_magic",
     "current_umask",
     "load_npz",
+    "npz_magic_problem",
     "remove_orphans",
     "save_npz",
 ]
@@ -176,26 +177,30 @@ _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _NPY_MAGIC = b"\x93NUMPY"
 
 
-def check_npz_magic(path: str | os.PathLike, what: str = "a NumPy .npz archive") -> None:
-    """Raise ``DataError`` unless ``path`` starts like a zip archive (every ``.npz`` does).
+def npz_magic_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be an ``.npz`` judging by its first bytes, or None when it starts like a zip.
 
     Checked before ``np.load``, which would otherwise try to read any other file as a pickle and
     answer with advice about ``allow_pickle``.
     """
-    path = os.fspath(path)
-    with open(path, "rb") as f:
+    with open(os.fspath(path), "rb") as f:
         head = f.read(8)
     if head[:4] in _ZIP_MAGIC:
-        return
+        return None
     if not head:
-        reason = "the file is empty"
-    elif head.startswith(_NPY_MAGIC):
-        reason = "it holds a single .npy array"
-    elif all(32 <= b < 127 or b in (9, 10, 13) for b in head):
-        reason = "it is a text file"
-    else:
-        reason = "it does not start like a zip archive"
-    raise DataError(f"{path}: not a valid .npz file ({reason}; expected {what})")
+        return "the file is empty"
+    if head.startswith(_NPY_MAGIC):
+        return "it holds a single .npy array"
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "it is a text file"
+    return "it does not start like a zip archive"
+
+
+def check_npz_magic(path: str | os.PathLike, what: str = "a NumPy .npz archive") -> None:
+    """Raise ``DataError`` naming the file unless it starts like a zip archive (every ``.npz`` does)."""
+    reason = npz_magic_problem(path)
+    if reason is not None:
+        raise DataError(f"{os.fspath(path)}: not a valid .npz file ({reason}; expected {what})")
 
 
 def save_npz(path, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
@@ -219,7 +224,9 @@ def load_npz(path) -> tuple[dict[str, np.ndarray], dict | None]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(2, "no such file", path)
-    check_npz_magic(path)
+    reason = npz_magic_problem(path)
+    if reason is not None:
+        raise DataError(f"{path} is not a readable .npz file ({reason})")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -101,7 +101,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         h = action.help or ""
-        if "default" in h or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        if "default" in h or action.default is None or action.default is False \
+                or action.default == argparse.SUPPRESS or not action.option_strings:
             return h
         return f"{h} (default: {action.default})"
 
@@ -149,7 +150,8 @@ def _add_model_options(p):
                              ("--depth", "depth", POS_INT), ("--heads", "num_heads", POS_INT),
                              ("--mlp-ratio", "mlp_ratio", POS_FLOAT),
                              ("--drop-path", "drop_path_rate", _float_in(0.0, 0.99))):
-        g.add_argument(flag, dest=field, type=typ, metavar="N" if typ is POS_INT else "X", help=field)
+        g.add_argument(flag, dest=field, type=typ, metavar="N" if typ is POS_INT else "X",
+                       help=f"DeiTConfig.{field} (default: the preset's or the derived one)")
     g.add_argument("--method", default=None, help="gsb (Section IV) or baseline (Section III) (default: gsb)")
     g.add_argument("--k-a", dest="k_a", type=_int_at_least(0), metavar="K",
                    help=f"GSB attention components, 0..{K_MAX} (default: 2)")
@@ -686,7 +688,6 @@ def main(argv=None) -> int:
     _CONTEXT.clear()
     with warnings.catch_warnings():  # restores the caller's warning display on return
         warnings.showwarning = _show_warning
-        warnings.simplefilter("always")  # every warning reaches _show_warning, which says each once
         return _main(argv)
 
 

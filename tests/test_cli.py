@@ -595,3 +595,28 @@ def test_every_option_has_a_name_in_the_field_table():
     train = p._subparsers._group_actions[0].choices["train"]
     flags = {s for a in train._actions for s in a.option_strings}
     assert set(FIELD_FLAGS.values()) <= flags
+
+
+def test_readme_documents_every_option_with_an_example_that_parses():
+    """Every option of train / reproduce appears in an example command of the README, and every
+    example command of the command-line section parses."""
+    import re
+    import shlex
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## The command line for experiments"):readme.index("## Measured on the bundled")]
+    blocks = re.findall(r"```\n(.*?)```", section, flags=re.S)
+    cmds = [line.split("#")[0].split(" 2>")[0].strip() for b in blocks for line in b.replace("\\\n", " ").splitlines()
+            if line.startswith("gsbnp ") and line.split()[1] in ("train", "reproduce", "--threads")]
+    assert len(cmds) >= 25
+    used = set()
+    p = build_parser()
+    for c in cmds:
+        args = shlex.split(c)[1:]
+        p.parse_args(args)  # raises UsageError if an example is wrong
+        used |= {a.split("=")[0] for a in args if a.startswith("-")}
+    sub = p._subparsers._group_actions[0].choices
+    flags = {s for name in ("train", "reproduce") for a in sub[name]._actions for s in a.option_strings
+             if s.startswith("--") and s != "--help"}
+    missing = sorted(flags - used)
+    assert not missing, missing
