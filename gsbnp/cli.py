@@ -512,7 +512,7 @@ def cmd_reproduce(args) -> int:
         say(line)
     _CONTEXT["out"] = out
     _, table = run_reproduce(data, cfg, pc, out, seeds=seeds, resume=args.resume, force=args.force,
-                             progress=say.progress, log=say, epoch_log=say if args.verbose else None,
+                             progress=say.progress, log=say, epoch_log=say,
                              command=["gsbnp", *sys.argv[1:]] if args.argv is None else args.argv)
     print(table)
     return 0
@@ -693,7 +693,11 @@ def main(argv=None) -> int:
 
 def _main(argv=None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            where = f"gsbnp {args.command}" if args.command else "gsbnp"
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)} (see {where} --help)")
         args.argv = None if argv is None else ["gsbnp", *argv]
         _CONTEXT.update(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
         if args.command is None:

@@ -605,7 +605,7 @@ def test_readme_documents_every_option_with_an_example_that_parses():
     from pathlib import Path
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## The command line for experiments"):readme.index("## Measured on the bundled")]
-    blocks = re.findall(r"```\n(.*?)```", section, flags=re.S)
+    blocks = re.findall(r"```\n(.*?)```", section, flags=re.DOTALL)
     cmds = [line.split("#")[0].split(" 2>")[0].strip() for b in blocks for line in b.replace("\\\n", " ").splitlines()
             if line.startswith("gsbnp ") and line.split()[1] in ("train", "reproduce", "--threads")]
     assert len(cmds) >= 25
