@@ -86,6 +86,8 @@ def build(out: Path) -> Path:
         "checksums": {"sha256": {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
                                  for k, v in arrays.items()}},
         "built_by": "data_scripts/build_digits.py",
+        # a mirrored digit is another symbol or none: gsbnp's augmentation defaults read this
+        "hflip": False,
     }
     return save_dataset(out, x_train, y_train, x_test, y_test, [str(d) for d in range(10)], meta,
                         compress=True)

@@ -268,3 +268,51 @@ def test_digits_build_is_deterministic(tmp_path):
     for key in ("x_train", "y_train", "x_test", "y_test", "class_names"):
         np.testing.assert_array_equal(getattr(rebuilt, key), getattr(bundled, key))
     assert rebuilt.meta == bundled.meta
+
+
+# -- limited training samples --------------------------------------------------------------------
+
+def test_subset_train_is_stratified_seeded_and_keeps_the_test_split():
+    from gsbnp.data.dataset import Dataset, subset_train
+    d = load_digits()
+    d = Dataset(d.x_train, d.y_train, d.x_test, d.y_test, d.class_names, d.meta,
+                extras={"y_train_coarse": d.y_train // 5, "test_only": np.arange(3)})
+    s = subset_train(d, per_class=7, seed=2)
+    assert np.bincount(s.y_train, minlength=10).tolist() == [7] * 10 and len(s.x_train) == 70
+    assert np.array_equal(s.extras["y_train_coarse"], s.y_train // 5)  # train extras follow the subset
+    assert np.array_equal(s.extras["test_only"], np.arange(3))
+    assert s.x_test is d.x_test and s.y_test is d.y_test
+    # each chosen image is the original one (rows kept in file order)
+    idx = [int(np.flatnonzero((d.x_train == x).all(axis=(1, 2, 3)) & (d.y_train == y))[0])
+           for x, y in zip(s.x_train[:5], s.y_train[:5])]
+    assert idx == sorted(idx)
+    assert subset_train(d, per_class=7, seed=2).meta["subset"] == s.meta["subset"]
+    assert subset_train(d, per_class=7, seed=3).meta["subset"]["indices_sha256"] != s.meta["subset"]["indices_sha256"]
+    f = subset_train(d, fraction=0.1, seed=0)
+    want = np.maximum(1, np.rint(0.1 * np.bincount(d.y_train, minlength=10))).astype(int)
+    assert np.bincount(f.y_train, minlength=10).tolist() == want.tolist()
+    assert subset_train(d, fraction=1.0).meta["subset"]["train_images"] == len(d.y_train)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({}, "exactly one of"), ({"per_class": 2, "fraction": 0.5}, "exactly one of"),
+    ({"per_class": 0}, "per_class must be in"), ({"fraction": 0.0}, "fraction must be >"),
+    ({"per_class": 10_000}, "class '0' has only"), ({"per_class": 2, "seed": -1}, "seed"),
+])
+def test_subset_train_rejects_bad_requests(kw, match):
+    from gsbnp.data.dataset import subset_train
+    with pytest.raises(ValueError, match=match):
+        subset_train(load_digits(), **kw)
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"label,pixel0\n1,0\n", "it is a text file"),
+    (bytes(range(256)) * 4, "does not start like a zip"),
+    (b"\x93NUMPY\x01\x00v\x00", "single .npy array"),
+])
+def test_files_that_are_not_npz_say_so_without_pickle_advice(tmp_path, content, match):
+    path = tmp_path / "x.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=match) as e:
+        load_dataset(path)
+    assert "pickle" not in str(e.value)

@@ -37,7 +37,7 @@ def test_loss_falls_on_a_short_run(tmp_path):
     losses = [h["train_loss"] for h in tr.history]
     assert losses[-1] < 0.8 * losses[0], losses
     assert os.path.exists(tmp_path / "fp_metrics.csv") and os.path.exists(tmp_path / "fp_metrics.jsonl")
-    assert len(open(tmp_path / "fp_metrics.jsonl").read().splitlines()) == 20
+    assert len((tmp_path / "fp_metrics.jsonl").read_text().splitlines()) == 20
 
 
 @pytest.mark.parametrize("stage, method, distill", [
@@ -186,3 +186,126 @@ def test_reproduce_writes_table_and_json(tmp_path):
     assert all(0.0 <= a <= 1.0 for a in saved["teacher_train_agreement"])
     assert (tmp_path / "reproduce.md").read_text().strip() == table.strip()
     assert res["rows"] == saved["rows"]
+
+
+# -- issue 16: per-stage recipe, subsets, derived configs, augmentation defaults, statistics -------
+
+def test_pipeline_config_resolves_per_stage_values():
+    from gsbnp.errors import UsageError
+    pc = PipelineConfig(lr_binary=1e-3, lr_stage2=2e-3, batch_size=32, batch_size_teacher=8,
+                        warmup_epochs_stage1=0.5, epochs_stage1=3)
+    t, s1, s2 = (pc.stage(w, AUG) for w in ("teacher", "stage1", "stage2"))
+    assert (t.lr, s1.lr, s2.lr) == (1e-3, 1e-3, 2e-3)
+    assert (t.batch_size, s1.batch_size, s2.batch_size) == (8, 32, 32)
+    assert (t.warmup_epochs, s1.warmup_epochs, s2.warmup_epochs) == (5.0, 0.5, 0.0) and s1.epochs == 3
+    for bad, match in (({"lr_stage1": -1.0}, "lr_stage1 must be > 0"), ({"lr_teacher": float("nan")}, "finite"),
+                       ({"batch_size_stage2": 0}, "batch_size_stage2"), ({"train_fraction": 1.5}, "train_fraction"),
+                       ({"train_per_class": 2, "train_fraction": 0.5}, "at most one")):
+        with pytest.raises(UsageError, match=match):
+            PipelineConfig(**bad)
+
+
+def test_seed_statistics_by_hand():
+    from gsbnp.train.pipeline import seed_statistics
+    acc = {"full precision (no KD)": [0.9, 0.92, 0.94], "baseline binary": [0.5, 0.6, 0.7],
+           "GSB w/o KD": [0.55, 0.6, 0.8]}
+    st = seed_statistics(acc, [0, 1, 2])
+    b = st["rows"]["baseline binary"]
+    assert np.isclose(b["mean"], 0.6) and np.isclose(b["std"], 0.1)  # ddof 1: sqrt(0.02 / 2)
+    assert b["per_seed"] == {"0": 0.5, "1": 0.6, "2": 0.7}
+    p = st["paired_vs_baseline"]["GSB w/o KD"]  # d = (0.05, 0, 0.1): mean 0.05, sd 0.05, se 0.05 / sqrt(3)
+    assert np.isclose(p["mean"], 0.05) and np.isclose(p["se"], 0.05 / np.sqrt(3))
+    assert set(st["paired_vs_baseline"]) == {"GSB w/o KD"}
+    one = seed_statistics({k: v[:1] for k, v in acc.items()}, [7])
+    assert one["rows"]["baseline binary"]["std"] is None and one["paired_vs_baseline"]["GSB w/o KD"]["se"] is None
+
+
+def test_run_folder_contract_in_the_python_api(tmp_path):
+    import json
+
+    from gsbnp.errors import RunFolderError
+    data = tiny_data(64, 20)
+    cfg = model_config_for(data, tiny_cfg())
+    pc = PipelineConfig(epochs_teacher=1, epochs_stage1=1, epochs_stage2=1, batch_size=32)
+    res = run_pipeline(data, cfg, pc, str(tmp_path), progress=False, log=None)
+    with pytest.raises(RunFolderError, match="already holds a finished run"):
+        run_pipeline(data, cfg, pc, str(tmp_path), progress=False, log=None)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    again = run_pipeline(data, cfg, pc, str(tmp_path), resume=True, progress=False, log=None)
+    assert again == json.loads(json.dumps(res)) and before == {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert res["teacher"]["time_s"] > 0
+    with pytest.raises(RunFolderError, match="seed"):
+        run_pipeline(data, cfg, dataclasses.replace(pc, seed=5), str(tmp_path), resume=True, progress=False)
+    with pytest.raises(RunFolderError, match="no run to resume|does not exist"):
+        run_pipeline(data, cfg, pc, str(tmp_path / "new"), resume=True, progress=False)
+    assert not (tmp_path / "new").exists()
+
+
+def test_pipeline_trains_on_the_subset_and_records_it(tmp_path):
+    import json
+    data = tiny_data(200, 20)
+    cfg = model_config_for(data, tiny_cfg())
+    pc = PipelineConfig(epochs_teacher=1, epochs_stage1=1, epochs_stage2=1, batch_size=16, train_per_class=3,
+                        subset_seed=1)
+    run_pipeline(data, cfg, pc, str(tmp_path), progress=False, log=None)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["data"]["train"] == 30 and saved["data"]["subset"]["per_class_counts"] == [3] * 10
+    rows = [json.loads(line) for line in (tmp_path / "teacher_metrics.jsonl").read_text().splitlines()]
+    from gsbnp.models.checkpoint import read_checkpoint
+    assert read_checkpoint(tmp_path / "teacher_last.npz")[2]["step"] == 2 and len(rows) == 1  # 30 / 16
+
+
+def test_derived_model_config():
+    from gsbnp.errors import UsageError
+    from gsbnp.train.pipeline import derive_model_config
+    d = tiny_data(20, 10)
+
+    def like(side, chans):
+        x = np.zeros((10, side, side, chans), dtype=np.uint8)
+        return dataclasses.replace(d, x_train=x, x_test=x, y_train=d.y_train[:10], y_test=d.y_train[:10])
+    cfg, how = derive_model_config(like(28, 1))
+    assert (cfg.img_size, cfg.in_chans, cfg.patch_size, cfg.embed_dim, cfg.num_tokens) == (28, 1, 4, 192, 51)
+    assert "derived" in how
+    assert derive_model_config(like(32, 3))[1].startswith("preset tiny")
+    assert derive_model_config(like(12, 3))[0].patch_size == 2 and derive_model_config(like(12, 3))[0].embed_dim == 64
+    with pytest.raises(UsageError, match="--patch-size"):
+        derive_model_config(like(31, 1))
+    assert derive_model_config(like(31, 1), patch_size=31)[0].num_patches == 1
+
+
+def test_augmentation_defaults_follow_the_metadata():
+    from gsbnp.train.pipeline import default_augment, make_augment
+    d = tiny_data(20, 10)
+    assert default_augment(d) == Augment(crop_padding=1, hflip=False, randaug_num_ops=0, reprob=0.0)
+    assert default_augment(d, binary=True).is_identity
+    x = np.zeros((10, 28, 28, 1), dtype=np.uint8)
+    chars = dataclasses.replace(d, x_train=x, x_test=x, y_train=d.y_train[:10], y_test=d.y_train[:10],
+                                meta={"hflip": False})
+    a = default_augment(chars)
+    assert (a.crop_padding, a.hflip, a.randaug_num_ops, a.reprob) == (3, False, 0, 0.0)
+    photos = dataclasses.replace(chars, meta={})
+    a = default_augment(photos, binary=True)
+    assert (a.hflip, a.randaug_num_ops, a.reprob) == (True, 2, 0.25)
+    assert default_augment(dataclasses.replace(chars, meta={"augment": "none"})).is_identity
+    assert make_augment("crop", photos, hflip=False, crop_padding=2) == Augment(crop_padding=2, hflip=False,
+                                                                                randaug_num_ops=0, reprob=0.0)
+    with pytest.raises(ValueError, match="augment must be one of"):
+        make_augment("heavy", photos)
+
+
+def test_resumed_time_counts_every_session(tmp_path):
+    data = tiny_data(32, 10)
+    tc = TrainConfig(epochs=2, batch_size=16, augment=AUG)
+    first = Trainer(DeiT(tiny_cfg(), rng=np.random.default_rng(0)), data, tc, out_dir=tmp_path, name="t",
+                    progress=False).fit()
+    again = Trainer(DeiT(tiny_cfg(), rng=np.random.default_rng(0)), data, tc, out_dir=tmp_path, name="t",
+                    progress=False).fit(resume=True)
+    assert again["time"] == first["time"] > 0 and again["epochs"] == 2
+
+
+def test_evaluate_rejects_a_bad_batch_size():
+    data = tiny_data(16, 10)
+    m = DeiT(tiny_cfg(), rng=np.random.default_rng(0))
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="batch_size must be in"):
+            evaluate(m, data.x_test, data.y_test, [0.5], [0.2], batch_size=bad)

@@ -15,7 +15,8 @@ from gsbnp.data.dataset import (
     load_dataset,
     load_digits,
     save_dataset,
+    subset_train,
 )
 
 __all__ = ["Dataset", "bundled_digits_path", "channel_stats", "load_dataset", "load_digits",
-           "save_dataset"]
+           "save_dataset", "subset_train"]

@@ -11,13 +11,12 @@ place and ``load_state_dict`` copies into them, so references stay valid.
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import tempfile
 from typing import Iterator
 
 import numpy as np
+
+# the writer and the npz reader live in gsbnp._io; these names stay importable from here
+from .._io import atomic_write_bytes, load_npz, save_npz  # noqa: F401
 
 
 class Module:
@@ -169,58 +168,3 @@ class Module:
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same directory and ``os.replace``.
-
-    A crash mid-write leaves the previous file (if any) untouched.
-    """
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def save_npz(path, arrays: dict[str, np.ndarray], meta: dict | None = None) -> None:
-    """Save arrays (and an optional JSON ``meta``) to ``.npz`` atomically, no pickled objects."""
-    payload = {k: np.asarray(v) for k, v in arrays.items()}
-    if meta is not None:
-        payload["__meta__"] = np.array(json.dumps(meta, sort_keys=True))
-    for k, v in payload.items():
-        if v.dtype == object:
-            raise TypeError(f"cannot save {k!r}: object arrays are not allowed")
-    buf = io.BytesIO()
-    np.savez(buf, **payload)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_npz(path) -> tuple[dict[str, np.ndarray], dict | None]:
-    """Load a file written by :func:`save_npz`; returns ``(arrays, meta)``. Never unpickles."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as e:
-        raise ValueError(f"{path} is not a readable .npz file ({e})") from None
-    except Exception as e:  # zipfile.BadZipFile and friends
-        raise ValueError(f"{path} is not a readable .npz file ({type(e).__name__}: {e})") from None
-    meta = None
-    if "__meta__" in arrays:
-        try:
-            meta = json.loads(str(arrays.pop("__meta__")))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: corrupt metadata ({e})") from None
-    return arrays, meta

@@ -29,19 +29,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from .._io import atomic_write_bytes
 from .._validate import check_choice, check_float, check_int
 from ..data.dataset import Dataset, channel_stats
+from ..errors import TrainingError
 from ..functional import log_softmax
 from ..models import DeiT
 from ..models.checkpoint import read_checkpoint, save_checkpoint
-from ..nn.module import atomic_write_bytes
 from .augment import Augment, build_train_transform, eval_transform
 from .losses import classification_loss, distillation_loss
 from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .schedule import CosineSchedule
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, incompatible checkpoint)."""
 
 
 @dataclass
@@ -97,6 +95,7 @@ def evaluate(model: DeiT, x_uint8: np.ndarray, y: np.ndarray, mean, std, *, batc
     Returns:
         ``{"top1": float, "top5": float, "loss": float, "n": M}`` (top-k capped at K classes).
     """
+    check_int(batch_size, "batch_size", lo=1)
     was_training = model.training
     model.eval()
     correct = {k: 0 for k in topk}
@@ -129,11 +128,13 @@ class Trainer:
         out_dir: where checkpoints and metrics go; name: file prefix (``teacher``, ``stage1``...).
         seed: seeds the data generator (shuffling, augmentation). Dropout uses ``model.rng``.
         teacher: a frozen model giving the distillation targets (``cfg.distill`` != "none").
-        progress: show a tqdm bar (loss, accuracy, lr, images/s).
+        progress: show a tqdm bar (loss, accuracy, lr, images/s) on stderr during each epoch.
+        log: called with one line per finished epoch (loss, accuracies, lr, speed); ``None``: the line
+            is written with ``tqdm.write`` when ``progress`` is on, else nowhere.
     """
 
     def __init__(self, model: DeiT, data: Dataset, cfg: TrainConfig, *, out_dir, name: str,
-                 seed: int = 0, teacher: DeiT | None = None, progress: bool = True):
+                 seed: int = 0, teacher: DeiT | None = None, progress: bool = True, log=None):
         if not isinstance(model, DeiT):
             raise TypeError(f"model must be a DeiT, got {type(model).__name__}")
         if not isinstance(cfg, TrainConfig):
@@ -150,15 +151,17 @@ class Trainer:
         self.teacher = teacher if cfg.distill != "none" else None
         self.out_dir = os.fspath(out_dir)
         self.progress = progress
+        self.log = log
         self.rng = np.random.default_rng(seed)
         self.mean, self.std = channel_stats(data.x_train)
         self.transform = build_train_transform(cfg.augment, self.mean, self.std, mc.num_classes)
         self.steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)
         total = cfg.epochs * self.steps_per_epoch
-        warmup = min(int(round(cfg.warmup_epochs * self.steps_per_epoch)), total - 1)
+        warmup = min(round(cfg.warmup_epochs * self.steps_per_epoch), total - 1)
         self.schedule = CosineSchedule(total, cfg.lr, min(cfg.min_lr, cfg.lr), warmup)
         self.optimizer = self._build_optimizer()
         self.epoch, self.step, self.best_acc = 0, 0, -1.0
+        self.elapsed = 0.0  # seconds of training and evaluation, summed over interrupted sessions
         self.history: list[dict] = []
 
     def _build_optimizer(self):
@@ -177,7 +180,8 @@ class Trainer:
         return {"name": self.name, "epoch": self.epoch, "step": self.step, "best_acc": self.best_acc,
                 "train_config": self.cfg.to_dict(), "rng_data": _rng_state(self.rng),
                 "rng_model": _rng_state(self.model.rng), "schedule": self.schedule.state_dict(),
-                "history": self.history, "mean": self.mean.tolist(), "std": self.std.tolist()}
+                "history": self.history, "mean": self.mean.tolist(), "std": self.std.tolist(),
+                "elapsed_s": self.elapsed}
 
     def resume(self) -> bool:
         """Restore from ``<name>_last.npz`` if it exists; returns whether it did."""
@@ -196,6 +200,7 @@ class Trainer:
         self.model.rng.bit_generator.state = meta["rng_model"]
         self.epoch, self.step, self.best_acc = meta["epoch"], meta["step"], meta["best_acc"]
         self.history = meta["history"]
+        self.elapsed = float(meta.get("elapsed_s", 0.0))
         return True
 
     def _loss(self, x, targets):
@@ -254,13 +259,14 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict:
         """Train ``cfg.epochs`` epochs (continuing from ``<name>_last.npz`` with ``resume``).
 
-        Returns ``{"test_acc": last top-1, "top5", "best_acc", "epochs", "time"}``; the per-epoch
-        rows are in ``self.history``.
+        Returns ``{"test_acc": last top-1, "top5", "best_acc", "epochs", "time"}`` (``time``: seconds
+        summed over the sessions of an interrupted and resumed run); the per-epoch rows are in
+        ``self.history``.
         """
         os.makedirs(self.out_dir, exist_ok=True)
         if resume:
             self.resume()
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() - self.elapsed
         while self.epoch < self.cfg.epochs:
             row = self.train_epoch()
             ev = evaluate(self.model, self.data.x_test, self.data.y_test, self.mean, self.std,
@@ -270,17 +276,21 @@ class Trainer:
                    "test_top5": ev["top5"]}
             self.history.append(row)
             self._append_metrics(row)
+            self.elapsed = time.perf_counter() - t0
             if ev["top1"] > self.best_acc:
                 self.best_acc = ev["top1"]
                 save_checkpoint(self.path("best.npz"), self.model, self._state_meta())
             save_checkpoint(self.path("last.npz"), self.model, self._state_meta(), self.optimizer)
-            if self.progress:
-                tqdm.write(f"{self.name} epoch {self.epoch}/{self.cfg.epochs}  loss {row['train_loss']:.4f}  "
-                           f"train {row['train_acc']:.3f}  test {ev['top1']:.4f}  lr {row['lr']:.2e}  "
-                           f"{row['images_per_s']:.0f} img/s")
+            line = (f"{self.name} epoch {self.epoch}/{self.cfg.epochs}  loss {row['train_loss']:.4f}  "
+                    f"train {row['train_acc']:.3f}  test {ev['top1']:.4f}  lr {row['lr']:.2e}  "
+                    f"{row['images_per_s']:.0f} img/s")
+            if self.log is not None:
+                self.log(line)
+            elif self.progress:
+                tqdm.write(line)
         last = self.history[-1] if self.history else {}
         return {"test_acc": last.get("test_acc"), "top5": last.get("test_top5"), "best_acc": self.best_acc,
-                "epochs": self.epoch, "time": time.perf_counter() - t0}
+                "epochs": self.epoch, "time": self.elapsed}
 
     def _append_metrics(self, row: dict) -> None:
         """Append one row to ``<name>_metrics.csv`` and ``.jsonl`` (rewritten atomically)."""

@@ -1,0 +1,7 @@
+"""``python -m gsbnp ...`` runs the ``gsbnp`` command."""
+
+import sys
+
+from gsbnp.cli import main
+
+sys.exit(main())
