@@ -5,7 +5,7 @@ What a user of the authors' PyTorch code would run on a CPU: the same model as g
 estimator as a ``torch.autograd.Function`` and everything else left to autograd. Optional: imported
 only when ``torch`` is installed (``pip install torch==2.13.0``, the CPU wheel).
 
-Same conventions as gsbnp (docs/conventions.md):
+Same conventions as gsbnp (docs/conventions.md#how-gsbnp-reads-the-paper):
 
 - block linears: ``W_b = mean|W| sign(W - mean W)`` (identity STE, Eq. 6); inputs of qkv, proj, fc1
   type-B ``alpha sign((x + b)/alpha)`` (window ``|q| <= 1``), input of fc2 type-A
