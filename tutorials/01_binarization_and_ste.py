@@ -111,6 +111,8 @@ ax[2].plot(sizes, err_bin, "s-", label="binary a, b, c")
 ax[2].axhline(floor, color="gray", ls=":", label="best of the 8 (binarization error)")
 ax[2].set(title="error against the truth (median of 2000 draws)", xlabel="training samples n",
           ylabel="mean squared error", xscale="log", yscale="log")
+ax[2].set_xticks(sizes, [str(n) for n in sizes])
+ax[2].minorticks_off()
 ax[2].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
@@ -242,9 +244,9 @@ for key, h in seen.items():
     layer, p = layers[key], layers[key].params
     fwd = act_round_forward if layer.act_type == "A" else act_sign_forward
     x_b, cache = fwd(h, float(p["act_alpha"]), p["act_bias"])
-    stats[key] = dict(type=layer.act_type, neg=np.mean(h < 0), min=h.min(), ones=np.mean(cache["value"] > 0),
-                      window=np.mean(cache["window"]), alpha=float(p["act_alpha"]), q=cache["q"],
-                      neg_to_one=np.mean(cache["value"][h < 0] > 0))
+    stats[key] = {"type": layer.act_type, "neg": np.mean(h < 0), "min": h.min(),
+                  "ones": np.mean(cache["value"] > 0), "window": np.mean(cache["window"]),
+                  "alpha": float(p["act_alpha"]), "q": cache["q"], "neg_to_one": np.mean(cache["value"][h < 0] > 0)}
     s = stats[key]
     print(f"{key}  type-{s['type']}  alpha {s['alpha']:.3f}  input < 0: {s['neg']:6.1%}  min {s['min']:7.3f}"
           f"  codes +1/1: {s['ones']:6.1%}  in the STE window: {s['window']:6.1%}")
@@ -379,14 +381,17 @@ for name, fwd, bwd in (("type-B", act_sign_forward, act_sign_backward),
                        ("type-A", act_round_forward, act_round_backward)):
     x = rng.standard_normal((2, 5, 8)) + (0.5 if name == "type-A" else 0.0)
     bias, alpha = rng.standard_normal(8) * 0.1, np.array(0.6)
-    errs = check_surrogate(lambda: fwd(x, alpha, bias, scale_grad="sum"), bwd, [x, alpha, bias])
+    def forward(_fwd=fwd, _x=x, _alpha=alpha, _bias=bias):  # check_surrogate perturbs x, alpha, bias in place
+        return _fwd(_x, _alpha, _bias, scale_grad="sum")
+
+    errs = check_surrogate(forward, bwd, [x, alpha, bias])
     print(f"{name}: rel errors dx {errs[0]:.1e}, dalpha {errs[1]:.1e}, dbias {errs[2]:.1e}")
     assert max(errs) < 1e-7
 
     def identity_ste(dout, cache, _bwd=bwd):  # wrong on purpose: no window for dx
         return (dout, *_bwd(dout, cache)[1:])
 
-    wrong = check_surrogate(lambda: fwd(x, alpha, bias, scale_grad="sum"), identity_ste, [x, alpha, bias])
+    wrong = check_surrogate(forward, identity_ste, [x, alpha, bias])
     print(f"{name} with an identity STE for x: rel error dx {wrong[0]:.1e}  <- caught")
     assert wrong[0] > 1e-2
 

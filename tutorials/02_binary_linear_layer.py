@@ -191,11 +191,12 @@ print(f"agreements {agree}, disagreements {differ}: {agree} - {differ} = {agree 
 print(f"float a . w = {a @ w:.0f}    matmul_sign_sign on the packed words = {dot_bits}")
 assert a @ w == agree - differ == dot_bits
 
-fig, ax = plt.subplots(figsize=(10, 2.4))
+fig, ax = plt.subplots(figsize=(10, 2.8))
 im = ax.imshow(np.stack([a >= 0, w >= 0, xnor]).astype(int), cmap="Greys", vmin=0, vmax=1, aspect="auto")
 ax.set(title="Fig. 3: bits of a, bits of w, and xnor(a, w)", xlabel="position in the vector",
        ylabel="row", yticks=[0, 1, 2], yticklabels=["a", "w", "xnor"])
 fig.colorbar(im, ax=ax, ticks=[0, 1], label="bit")
+plt.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -298,7 +299,7 @@ n_bits = sum(gsb.params[k].size for k in gsb.binarized_weight_names())
 assert n_bits > 0.5 * sum(v.size for v in gsb.params.values()), "most parameters of the digits model are 1-bit"
 assert dg_parts["1-bit weights"] < 0.5 * sum(dg_parts.values()), "in the digits model the 32-bit part is the larger"
 
-fig, ax = plt.subplots(figsize=(9, 3.2))
+fig, ax = plt.subplots(figsize=(10, 3.6))
 names = list(rows)
 left = np.zeros(len(names))
 for i, part in enumerate(rows[names[0]][0]):
@@ -307,7 +308,8 @@ for i, part in enumerate(rows[names[0]][0]):
     left += share
 ax.set(title="what the memory of a binarized model is made of", xlabel="share of the binarized model's bytes",
        ylabel="model (preset)", xlim=(0, 1))
-ax.legend(fontsize=8, loc="lower right")
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+plt.tight_layout()
 plt.show()
 
 # %% [markdown]

@@ -125,8 +125,15 @@ print(format_ops_table([count_model_ops(m) for m in ("fp", "baseline", "gsb")]))
 # skipped by a mask plane). Lengths that are and are not multiples of 64:
 
 # %%
-from gsbnp.bitops import (matmul_mask_sign, matmul_mask_ternary, matmul_sign_sign, pack_mask, pack_signs,
-                          pack_ternary, popcount_matmul)
+from gsbnp.bitops import (
+    matmul_mask_sign,
+    matmul_mask_ternary,
+    matmul_sign_sign,
+    pack_mask,
+    pack_signs,
+    pack_ternary,
+    popcount_matmul,
+)
 
 rng = np.random.default_rng(0)
 for K in (7, 64, 200):
