@@ -74,13 +74,18 @@ for m, i in derivable:  # the products' counts follow from the formulas: they mu
     assert abs(ours[m][i] - paper[m][i]) < 1, f"{m} column {i}: {ours[m][i]:.1f} vs Table IX {paper[m][i]}"
 assert abs(ours["fp"][4] - paper["fp"][4]) < 1
 gap = {m: ours[m][4] / paper[m][4] for m in ("baseline", "gsb")}
-print(f"binarized block OPs, ours / paper: baseline {gap['baseline']:.2f}, gsb {gap['gsb']:.2f}")
+flop_dev = max(abs(ours[m][i] / paper[m][i] - 1) for m in ("baseline", "gsb") for i in (1, 3))
+print(f"binarized block OPs, ours / paper: baseline {gap['baseline']:.3f}, gsb {gap['gsb']:.3f}")
+print(f"largest relative difference of a binarized FLOP residual from Table IX: {flop_dev:.0%}")
+assert all(abs(g - 1) < 0.05 for g in gap.values()), "the binarized block totals agree within 5%"
 
 # %% [markdown]
 # The assertions above pin every count that follows from the formulas: full-precision attention and
 # MLP, and the BOPs of both binarized rows agree with Table IX to the printed precision. The FLOP
-# residuals do not, and the cell prints the ratio of the binarized block totals, ours over the
-# paper's; their FLOPs come from a rule the paper does not state. Here are gsbnp's, item by item:
+# residuals of the binarized rows come from a rule the paper does not state; gsbnp's rule lands near
+# them but not on them (the cell prints the largest relative difference). Since the residuals are a
+# small part of a binarized block, the block totals still agree within 5% (asserted; the printed
+# ratios). Here are gsbnp's FLOPs, item by item:
 
 # %%
 print("GSB FLOPs, item by item (per block and image):")
