@@ -4,6 +4,7 @@
     gsbnp train --data F.npz --preset tiny ...
     gsbnp reproduce                  Table I/IV in miniature (3 seeds, mean +- std, Markdown)
     gsbnp eval CKPT --data F.npz     top-1 / top-5 of a checkpoint (or --packed model.npz)
+    gsbnp eval --pretrained NAME     top-1 / top-5 of a bundled trained model (gsbnp.pretrained)
     gsbnp export --packed CKPT -o model.npz
     gsbnp ops --preset deit_small    Table IX operation counts
     gsbnp summary --preset tiny      per-parameter table, 1-bit vs 32-bit
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a checkpoint or a packed model on a dataset's test split")
     p.add_argument("checkpoint", nargs="?", help="checkpoint .npz written by gsbnp train")
     p.add_argument("--packed", help="packed model .npz written by gsbnp export --packed")
+    p.add_argument("--pretrained", metavar="NAME", help="a bundled trained model (gsbnp.pretrained.names())")
     p.add_argument("--data", help="dataset .npz (default: the bundled digits)")
     p.add_argument("--batch-size", type=int, default=500)
     p = sub.add_parser("export", help="write a bit-packed inference model")
@@ -203,10 +205,15 @@ def cmd_reproduce(args) -> int:
 def cmd_eval(args) -> int:
     from .data.dataset import load_dataset, load_digits
     from .train.trainer import evaluate, load_model
-    if (args.checkpoint is None) == (args.packed is None):
-        raise UsageError("eval: give exactly one of CHECKPOINT or --packed FILE")
+    if [args.checkpoint, args.packed, args.pretrained].count(None) != 2:
+        raise UsageError("eval: give exactly one of CHECKPOINT, --packed FILE or --pretrained NAME")
     data = load_digits() if args.data is None else load_dataset(args.data)
-    if args.packed:
+    if args.pretrained:
+        from . import pretrained
+        model = pretrained.load(args.pretrained)
+        meta = pretrained.info(args.pretrained)
+        mean, std = np.array(meta["mean"]), np.array(meta["std"])
+    elif args.packed:
         from .bitops.engine import load_packed
         model, meta = load_packed(args.packed)
         mean, std = np.array(meta["mean"]), np.array(meta["std"])
