@@ -123,8 +123,8 @@ plt.show()
 # it also cannot reach the truth, so its error levels off at the best of the eight (the dotted line:
 # the *binarization error*). From the printed crossover on, data are plentiful enough for the real
 # model to win. Binarization trades variance for bias, which pays off exactly in the paper's setting
-# of limited training samples. In a network, learnable scales (below) give the binary values their
-# size, which shrinks that bias.
+# of limited training samples. (In a network the binary values also get a learned scale `alpha`,
+# below, a freedom the eight functions here lack.)
 #
 # ## The discrete operations (Eqs. 3-4) and the two types of activations
 #
@@ -151,9 +151,10 @@ print(f"min GELU(x) = {gelu_min:.4f} at x = {gelu_argmin:.3f}")
 assert -0.18 < gelu_min < -0.16 and -0.8 < gelu_argmin < -0.7
 
 # %% [markdown]
-# So type-A at `fc2` means *mostly* non-negative: values down to the printed minimum occur, and the
-# type-A quantizer sends them (with everything else at or below the threshold) to 0. We will see how
-# many there are in a trained model below.
+# So type-A at `fc2` means *mostly* non-negative: values down to the printed minimum occur. Eq. 3
+# sends them, with everything else at or below the threshold, to 0; gsbnp's learnable bias (next
+# paragraph) could in principle lift some over it. A trained model below shows how many there are
+# and where they go.
 #
 # gsbnp's learnable quantizers (BiT style) add a scale `alpha` and a per-feature bias `b`:
 # `x_b = alpha * op(q)` with `q = (x + b) / alpha`, `op` = sign (type-B) or clip(round) (type-A).

@@ -314,9 +314,9 @@ plt.show()
 
 # %% [markdown]
 # Even in the bundled digits model, where the binarized weights are most of the parameters (the
-# summary above counts them), the 32-bit remainder takes more bytes than the 1-bit weights (asserted). For DeiT-Small at 224 px
-# (N = 198 tokens) the 32-bit `Phi` of Eq. 9 outweighs every other 32-bit parameter (the cell
-# asserts it), which caps the compression the printed ratios show. Notebook 06 counts operations
+# summary above counts them), the 32-bit remainder takes more bytes than the 1-bit weights
+# (asserted). For DeiT-Small at 224 px (N = 198 tokens) the 32-bit `Phi` of Eq. 9 outweighs every
+# other 32-bit parameter (asserted too), which caps the compression the printed ratios show. Notebook 06 counts operations
 # (Table IX) and runs a whole model on bits.
 #
 # **Assignment 4.1** (`gsbnp assignments build --out DIR`) asks you to write the popcount
