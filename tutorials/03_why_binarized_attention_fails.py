@@ -109,10 +109,12 @@ for A in (A_base, A_fp):
 scores = r_base["Q_b"] @ r_base["K_b"].swapaxes(-1, -2)  # (M, H, N, N), the integers before / sqrt(Dh)
 assert np.array_equal(scores, np.round(scores)) and np.all((scores - Dh) % 2 == 0)
 n_levels = np.unique(scores).size
+n_base_row = np.mean([np.unique(row).size for row in scores.reshape(-1, N)])
 n_fp_row = np.mean([np.unique(row).size for row in A_fp.reshape(-1, N)])
 print(f"Eq. 2's gamma is 1/N = {1 / N:.4f} in every map; no row of either model has two entries > 0.5")
-print(f"baseline: the scores Q_b K_b^T take {n_levels} distinct values (at most Dh + 1 = {Dh + 1});"
-      f" a full-precision row has {n_fp_row:.1f} distinct values on average (of N = {N})")
+print(f"baseline: the scores Q_b K_b^T take {n_levels} distinct values (at most Dh + 1 = {Dh + 1}); a row "
+      f"has {n_base_row:.1f} distinct values on average, a full-precision row {n_fp_row:.1f} (of N = {N})")
+assert n_levels <= Dh + 1 and n_base_row < n_fp_row
 
 # %% [markdown]
 # ## Fig. 4: the baseline at initialization
@@ -291,7 +293,7 @@ assert agree > 0.8
 # token receives nothing from any token in this block, and if it is the [cls] token, the class head
 # gets no information from this block's attention. (In a DeiT block the residual connection
 # `x + proj(Y)` still carries the token's own features past the block, so the token is not zeroed,
-# but it learns nothing from the image there.) The toy case of Fig. 7, N = 6 tokens and C = 2
+# but it learns nothing from the other tokens there.) The toy case of Fig. 7, N = 6 tokens and C = 2
 # channels, with gamma from Eq. 8:
 
 # %%
@@ -371,9 +373,9 @@ plt.show()
 # %% [markdown]
 # ## What this means
 #
-# With softmax maps of N tokens, Eq. 2 always binarizes at `1/(2N)` and keeps a large share of every
-# row with one common weight, and Eq. 8 can only keep the few entries above a quarter, erasing most
-# rows; the switch picks Eq. 2 for most maps. Either way a binary map has two levels, 0 and gamma, and
+# With softmax maps of N tokens, Eq. 2 always binarizes at `1/(2N)` and keeps every key above it with
+# one common weight, and Eq. 8 can only keep the few entries above a quarter, erasing a large share of
+# the rows; the switch picks Eq. 2 for most maps. Either way a binary map has two levels, 0 and gamma, and
 # the order among the kept keys is lost. GSB (notebook 04) keeps several thresholds relative to each
 # row's own maximum (Eq. 13), so a row whose maximum is positive is never erased and larger attention
 # values stay larger than smaller ones.
@@ -382,7 +384,7 @@ plt.show()
 #
 # 1. **Try** (Eq. 2, Fig. 4b). Build fresh baseline models with other head sizes (e.g.
 #    `dataclasses.replace(cfg, embed_dim=32)` or `embed_dim=128`) and other image sizes
-#    (`img_size=16`, N = 66 tokens), measure the share of ones after Eq. 2 in the last block at
+#    (`img_size=16`, four times as many patches), measure the share of ones after Eq. 2 in the last block at
 #    initialization, and compare with the log-normal prediction. Which quantity decides the share?
 # 2. **Explain** (Eqs. 7, 8 and the switch). Show that Eq. 8's gamma is at least 0.5, that a 1 of
 #    `A_bin` under Eq. 8 needs `A_re > 0.25`, and that a softmax row holds at most three such entries.
