@@ -368,7 +368,15 @@ for ax, (img, head) in zip(axes, picks):
     fig.colorbar(im_b, ax=list(ax[1:]), ticks=[0, 1], label="A_bin", fraction=0.02)
     for a in ax:
         a.set(xticks=range(0, N, 3), yticks=range(0, N, 3))
+    if c8["switched"][img, head]:
+        assert np.array_equal(panels["Eq. 8 + switch (baseline)"], panels["Eq. 2"])
 plt.show()
+assert c8["switched"][picks[0]] and n_erased8[picks[0]] >= 0.8 * N
+
+# %% [markdown]
+# In the top map the switch fell back to Eq. 2, so its panel *is* the Eq. 2 panel (the cell checks
+# that they are equal): Eq. 8 alone would have erased almost every row of that map. In the bottom map
+# the switch kept Eq. 8, and the rows Eq. 8 erases stay erased in the trained baseline.
 
 # %% [markdown]
 # ## What this means

@@ -104,14 +104,13 @@ for name, p in floored.items():
 # the learned scales; it must agree with what the layer itself produced.
 
 # %%
-best = None
+best, top_single = None, []
 for b in range(L):
     A_gsb_b, cb = Q.gsb_attention_forward(rec[b]["A_ret"].astype(np.float64), scales(b, "alphas"), k)
     assert np.allclose(A_gsb_b, rec[b]["A"], atol=1e-6)  # the model's own map
     M1, M2 = cb["M"]
     sizes = np.stack([(cb["A_bin"] & ~M1).sum(-1), (M1 & ~M2).sum(-1), M2.sum(-1)])  # (3, M, H, N)
-    if b == L - 1:
-        top_single = np.mean(sizes[2] == 1)
+    top_single.append(np.mean(sizes[2] == 1))
     if f"blocks.{b}.attn.alphas" in floored:
         continue  # a group whose scale sits at the floor would not show in the picture
     smallest = sizes.min(axis=0)  # (M, H, N)
@@ -119,7 +118,8 @@ for b in range(L):
     if best is None or smallest[i] > best[0]:
         best = (smallest[i], b, *i, sizes[(slice(None), *i)])
 _, blk, img, head, row, group_sizes = best
-print(f"last block: {top_single:.1%} of the rows have exactly one entry in M_2")
+top_single = float(np.mean(top_single))
+print(f"{top_single:.1%} of the rows (all blocks) have exactly one entry in M_2")
 print(f"chosen: block {blk}, image {img} (digit {data.y_test[img]}), head {head}, query token {row}; "
       f"group sizes (A_bin only, M_1 only, M_2) = {tuple(int(n) for n in group_sizes)}")
 assert top_single > 0.5 and group_sizes.min() >= 2
@@ -172,6 +172,7 @@ assert np.allclose(Theta, c * a_row.max()) and np.allclose(c, [0.7, 0.9])
 bin_row = cache["A_bin"][img, head, row]
 M_row = cache["M"][:, img, head, row]  # (k, N)
 assert np.array_equal(bin_row, a_row > alphas[0] / 2)
+assert not np.any(M_row[0] & ~bin_row) and not np.any(M_row[1] & ~M_row[0])  # nested: M_2 in M_1 in A_bin
 group = bin_row.astype(int) + M_row.sum(axis=0)  # 0 none, 1 A_bin only, 2 also M_1, 3 also M_2
 g_row = A_gsb[img, head, row]
 assert np.allclose(g_row, alphas[0] * bin_row + alphas[1:] @ M_row)  # Eq. 10 on this row
@@ -357,6 +358,7 @@ assert err_v["GSB k=2, trained"] < min(err_v["sign only (k = 0, Eq. 34 init)"], 
 
 v_img = V0[img]
 v_max, v_min = v_img.max(), v_img.min()
+assert np.unique(V_gsb[img].round(6)).size == 2 * (k + 1)  # +-beta_0, +-(beta_0 + beta_1), ...
 fig, ax = plt.subplots(1, 2, figsize=(14, 3.8), layout="constrained")
 ax[0].hist(v_img.ravel(), 80, color="C0", label="V0")
 for i, ci in enumerate(Q.threshold_coefficients(k), 1):
