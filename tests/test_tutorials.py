@@ -12,6 +12,7 @@ Needs the ``tutorials`` extra (nbformat, nbclient, ipykernel, matplotlib, jupyte
 tests are skipped, except under CI (``CI`` set), where a missing extra is a failure.
 """
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -82,12 +83,14 @@ def timings(request):
     if rows:
         lines = [f"{name:36s} {t:6.1f} s  {n:3d} figures" for name, t, n in rows]
         lines.append(f"{'total':36s} {sum(t for _, t, _ in rows):6.1f} s")
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        plugins = request.config.pluginmanager
+        reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
         write = reporter.write_line if reporter is not None else print
-        write("")
-        write("tutorial run times (full mode):")
-        for line in lines:
-            write("  " + line)
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            write("")
+            write("tutorial run times (full mode):")
+            for line in lines:
+                write("  " + line)
 
 
 def _execute(path: Path, *, allow_errors: bool = False, check_figures: bool = False):
