@@ -273,10 +273,11 @@ plt.show()
 # 1. **Try: more epochs.** Double every epoch count of the short run (`short = dict(recipe, ...)`)
 #    and rerun. How much of the gap to the bundled models closes at each stage, and which stage
 #    gains most per extra second of training? Read the dashed curves first and predict.
-# 2. **Try: hard distillation.** Set `short["distill"] = "hard"`. Eq. 36 then trains the [dist] head on
-#    the teacher's argmax instead of its probabilities. Print the teacher's accuracy on the *training*
-#    images (`gsbnp.train.trainer.evaluate(teacher, data.x_train, ...)`) and explain why, on this data,
-#    hard distillation gives the [dist] head almost exactly the labels that the [cls] head already has.
+# 2. **Try: a weak teacher.** The short run's stage 2 distils from the short run's own teacher, whose
+#    test accuracy the training cell prints. Rerun with `short["distill"]` set to `"hard"` and to
+#    `"none"`. With lambda = 0.5, Eq. 36 gives half the loss to the teacher's output: what does a
+#    teacher that is wrong on many training images teach the [dist] head under hard targets, and why
+#    do soft targets hurt less? Compare with the bundled teacher's `info("digits-fp")["train_acc"]`.
 # 3. **Explain: how many values can A take?** The cell above bounds the number of distinct entries
 #    of a GSB map by 2^(k_a + 1). Derive the bound from Eq. 10, and say when it is reached. What does
 #    k_a = 0 reduce GSB attention to, and which failure of Section III (Figs. 6-7) does that bring back?
