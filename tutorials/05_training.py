@@ -64,7 +64,8 @@ print(f"gsbnp {gsbnp.__version__}, numpy {np.__version__}")
 # and the released code's choice) trains the [dist] head on the teacher's argmax; "soft" uses
 # `tau^2 KL(softmax(teacher/tau) || softmax(student/tau))`, the teacher's whole distribution. With
 # lambda = 0 the [dist] head gets no gradient at all; with a teacher whose argmax is the label,
-# hard distillation is plain cross-entropy on the label for both heads.
+# hard distillation is plain cross-entropy on the label for both heads. (Assignment 5.1 of
+# `gsbnp assignments build` asks you to write `distillation_loss` yourself.)
 
 # %%
 cls_logits = np.array([[2.0, 0.5, -1.0]])
