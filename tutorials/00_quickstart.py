@@ -103,7 +103,7 @@ for stage in ("fp", "weights", "binary"):
 # %% [markdown]
 # ## The bundled trained models
 #
-# gsbnp ships six models trained on these digits by `data_scripts/build_pretrained.py` with the same
+# gsbnp ships models trained on these digits by `data_scripts/build_pretrained.py` with the same
 # pipeline as `gsbnp train`. `pretrained.info(name)` holds each one's recipe (every setting, the seed),
 # the sha256 of its file and of the data, its training curve, and its test accuracy measured on the
 # final weights. The cell prints them; the rest of this notebook trains the same recipe for a fraction
@@ -117,6 +117,9 @@ for n, m in bundled.items():
 strongest = max(bundled, key=lambda n: bundled[n]["test_acc"])
 print("strongest bundled model:", strongest)
 assert strongest == "digits-fp", "the text below says the teacher is the strongest bundled model"
+binary = [n for n, m in bundled.items() if m["precision"] == "binary"]
+assert len(binary) == 4 and all(bundled["digits-stage1"]["test_acc"] > bundled[n]["test_acc"] for n in binary), \
+    "stage 1 comes second, above the four stage-2 models"
 
 # %% [markdown]
 # The full-precision teacher `digits-fp` is the strongest model of the set, as a teacher should be.
@@ -143,8 +146,10 @@ with tempfile.TemporaryDirectory(prefix="gsbnp-quickstart-") as out:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # scales that start at their floor (see 04)
         results = run_pipeline(data, cfg, PipelineConfig(**short), out, progress=False, log=lambda line: None)
-    curves = {stage: [json.loads(line) for line in open(os.path.join(out, f"{stage}_metrics.jsonl"))]
-              for stage in ("teacher", "stage1", "stage2")}
+    curves = {}
+    for stage in ("teacher", "stage1", "stage2"):
+        with open(os.path.join(out, f"{stage}_metrics.jsonl")) as f:
+            curves[stage] = [json.loads(line) for line in f]
     print("files written by the run:", sorted(os.listdir(out)))
 pair = {"teacher": "digits-fp", "stage1": "digits-stage1", "stage2": "digits-gsb-kd"}
 for stage, name in pair.items():
