@@ -5,6 +5,7 @@
     gsbnp reproduce --seeds 3        Table I/IV in miniature: mean ± sample std, per-seed values,
                                      paired differences to the baseline (Markdown + JSON)
     gsbnp eval CKPT --data F.npz     top-1 / top-5 of a checkpoint (or --packed model.npz)
+    gsbnp eval --pretrained NAME     top-1 / top-5 of a bundled trained model (gsbnp.pretrained)
     gsbnp export --packed CKPT -o model.npz
     gsbnp ops --preset deit_small    Table IX operation counts
     gsbnp summary --preset tiny      per-parameter table, 1-bit vs 32-bit
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a checkpoint or a packed model on a dataset's test split")
     p.add_argument("checkpoint", nargs="?", help="checkpoint .npz written by gsbnp train")
     p.add_argument("--packed", help="packed model .npz written by gsbnp export --packed")
+    p.add_argument("--pretrained", metavar="NAME", help="a bundled trained model (gsbnp.pretrained.names())")
     p.add_argument("--data", help="dataset .npz (default: the bundled digits)")
     p.add_argument("--batch-size", type=POS_INT, default=500)
     _add_global_options(p, top=False)
@@ -527,13 +529,18 @@ def cmd_eval(args) -> int:
     from .data.dataset import load_dataset, load_digits
     from .models import load_model
     from .train.trainer import evaluate
-    if (args.checkpoint is None) == (args.packed is None):
-        raise UsageError("eval: give exactly one of CHECKPOINT or --packed FILE")
+    if [args.checkpoint, args.packed, args.pretrained].count(None) != 2:
+        raise UsageError("eval: give exactly one of CHECKPOINT, --packed FILE or --pretrained NAME")
     path = args.packed or args.checkpoint
-    if not os.path.isfile(path):
+    if path is not None and not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
     data = load_digits() if args.data is None else load_dataset(args.data)
-    if args.packed:
+    if args.pretrained:
+        from . import pretrained
+        path = f"--pretrained {args.pretrained}"
+        model = pretrained.load(args.pretrained)
+        meta = pretrained.info(args.pretrained)
+    elif args.packed:
         from .models.packed import load_packed
         try:
             model, meta = load_packed(args.packed)

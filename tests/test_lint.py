@@ -1,5 +1,5 @@
 """The tree is lint-clean: ``ruff check`` with the configuration of pyproject.toml ([tool.ruff]) on the
-package, the tests, the benchmarks and the data scripts."""
+package, the tests, the benchmarks, the data scripts and the tutorial sources."""
 
 import subprocess
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PATHS = ["gsbnp", "tests", "bench", "data_scripts"]
+PATHS = ["gsbnp", "tests", "bench", "data_scripts", "tutorials"]
 
 
 def _ruff() -> str:
