@@ -85,7 +85,7 @@ TASKS: tuple[Task, ...] = (
     Task("2.2", "type-A quantizer", "gsbnp/quant/activations.py: _act_forward (the round branch) and "
          "baseline_act_round_forward; the window in gsbnp/quant/attention.py: baseline_attention_forward",
          5, 20, ("01",),
-         leaks=("1{0<=q<=1}", "1{0<=x/beta<=1}", "(q>0.5).astype(q.dtype)", "window=(q>=0)&(q<=1)", "0<=x<=1",
+         leaks=("1{0<=q<=1}", "1{0<=x/beta<=1}", "(q>0.5).astype(q.dtype)", "window=(q>=0)&(q<=1)",
                 "1{0<=A_re/gamma<=1}")),
     Task("2.3", "baseline Eq. 8 switch", "gsbnp/quant/attention.py: baseline_attention_forward, "
          "the mode=\"eq8\" block",
@@ -93,8 +93,7 @@ TASKS: tuple[Task, ...] = (
          leaks=("(n_big==0)|(ones8<N)",)),
     Task("3.1", "GSB attention backward", "gsbnp/quant/attention.py: gsb_attention_backward",
          20, 90, ("04",), bonus=5,
-         leaks=("dalpha_0=reduce(", "dalpha_i=reduce(g*M_i)", "sum_ialpha_i1{0<A_ret-Theta_i<1})",
-                "u*((0<u)&(u<1))", "alphas[1:],win)")),
+         leaks=("dalpha_0=reduce(", "dalpha_i=reduce(g*M_i)", "sum_ialpha_i1{0<A_ret-Theta_i<1})")),
     Task("3.2", "GSB value backward", "gsbnp/quant/value.py: gsb_value_backward",
          15, 60, ("04",), bonus=5, needs=("2.1",),
          leaks=("dbeta_i=reduce(", "g*sum_i1{|V0/beta_i|<=1}*M_i", "count+=n-M.sum(")),
