@@ -27,6 +27,12 @@ of work, so small models (the bundled digits) run their elementwise kernels on t
 BLAS gets one thread when the largest recent GEMM is below ``BLAS_MIN_WORK`` multiply-adds per thread
 (OpenBLAS's own threshold is far lower: its wake-up costs more than such a product on a busy machine).
 
+**Reproducibility**: gsbnp's own kernels give the same bits on any number of threads (elementwise
+ranges, exact integer popcounts), but BLAS does not: its thread count changes the float32 summation
+order (measured: 10 digits training steps end with different weights on 1 and 2 threads). The
+automatic policy can therefore give runs that differ in their last bits on a busy and on an idle
+machine; an explicit setting (``set_num_threads``, ``OPENBLAS_NUM_THREADS``) makes reruns bit-identical.
+
 The pool is shared, so neither pool helper may be called from inside a pool worker (nested calls could
 wait for threads that are all busy waiting).
 """
