@@ -16,7 +16,8 @@ gsbnp kinds run on one small persistent pool. How many threads each kind gets is
 **Otherwise the machine decides** (``available_threads``): the CPUs this process may run on (the
 affinity mask, and a cgroup CPU quota when there is one) minus the CPUs other processes keep busy,
 at least 1 and at most 8. "Busy" is measured from ``/proc/stat`` minus this process's own CPU time
-(``os.times``) over the last interval, or, where ``/proc/stat`` cannot be read, from the 1-minute load
+(``os.times``) over the last interval (processes at a lower priority, ``nice``, count only when this
+one is niced too: they yield their CPU), or, where ``/proc/stat`` cannot be read, from the 1-minute load
 average minus this process's share. It is re-evaluated at most every ``REFRESH_S`` seconds (never
 per call): a laptop where a browser or a second notebook starts computing drops to fewer threads within
 seconds instead of spinning two thread teams against each other on the same cores (measured on a
@@ -106,6 +107,10 @@ class _LoadMonitor:
 
     def __init__(self):
         self._cpus = self._affinity_ids()
+        try:
+            self._own_nice = os.getpriority(os.PRIO_PROCESS, 0)
+        except (AttributeError, OSError):  # pragma: no cover - not POSIX
+            self._own_nice = 0
         self._last = self._sample()
         self._value = None
         self._lock = threading.Lock()
@@ -131,7 +136,9 @@ class _LoadMonitor:
                     if self._cpus is not None and name not in self._cpus:
                         continue
                     v = [int(t) for t in vals[:8]]
-                    ticks += sum(v) - v[3] - v[4]  # all but idle and iowait
+                    # all but idle and iowait; niced processes' time ("nice") only if we are niced too:
+                    # a background job at lower priority yields its CPU to us and does not count
+                    ticks += sum(v) - v[3] - v[4] - (v[1] if self._own_nice == 0 else 0)
             busy = ticks / hz
         except (OSError, ValueError):
             pass
