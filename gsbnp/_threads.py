@@ -24,15 +24,20 @@ seconds instead of spinning two thread teams against each other on the same core
 2-core machine: 2.4x slower with the default threads, no slowdown with one thread).
 
 **And the work decides** (``threads_for``): a job gets at most one thread per ``min_per_thread`` units
-of work, so small models (the bundled digits) run their elementwise kernels on the calling thread, and
-BLAS gets one thread when the largest recent GEMM is below ``BLAS_MIN_WORK`` multiply-adds per thread
-(OpenBLAS's own threshold is far lower: its wake-up costs more than such a product on a busy machine).
+of work, so small models (the bundled digits) run their elementwise kernels on the calling thread.
+
+**BLAS follows the work, never the load** (``blas_threads_for``): each layer tells ``tick`` the size of
+its GEMM, and BLAS gets one thread per ``BLAS_MIN_WORK`` multiply-adds, at most the CPUs this process
+may use. The digits model's training GEMMs (a few million multiply-adds) therefore run on one BLAS
+thread - two BLAS threads spinning against a busy machine's other work made a digits training 10x
+slower - while the ``tiny`` preset's run on every CPU.
 
 **Reproducibility**: gsbnp's own kernels give the same bits on any number of threads (elementwise
 ranges, exact integer popcounts), but BLAS does not: its thread count changes the float32 summation
-order (measured: 10 digits training steps end with different weights on 1 and 2 threads). The
-automatic policy can therefore give runs that differ in their last bits on a busy and on an idle
-machine; an explicit setting (``set_num_threads``, ``OPENBLAS_NUM_THREADS``) makes reruns bit-identical.
+order (measured: 10 digits training steps end with different weights on 1 and 2 threads). That is why
+the BLAS count depends only on the GEMM's size and the CPU count, which are the same in every run of a
+command on a machine: a seeded run, and a run resumed after a kill, give the same bits on an idle and
+on a busy machine. Only gsbnp's own pools follow the momentary load.
 
 The pool is shared, so neither pool helper may be called from inside a pool worker (nested calls could
 wait for threads that are all busy waiting).
@@ -50,7 +55,7 @@ from concurrent.futures import ThreadPoolExecutor
 _MAX_THREADS = 8
 REFRESH_S = 2.0  # seconds between two evaluations of the machine's load
 BUSY_MARGIN = 0.35  # another process counts as a busy CPU once it keeps 0.65 of one busy
-BLAS_MIN_WORK = 1 << 22  # multiply-adds per BLAS thread (4M: ~0.1 ms of one core)
+BLAS_MIN_WORK = 1 << 26  # multiply-adds per BLAS thread (67M: a few ms of one core)
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 _pool: ThreadPoolExecutor | None = None
@@ -174,7 +179,7 @@ class _Policy:
     def __init__(self):
         self.next_refresh = 0.0
         self.pool = 1
-        self.gemm_work = 0  # largest GEMM (multiply-adds) noted since the last refresh
+        self.cpus = 1  # cpu_count() at the last refresh (the BLAS ceiling)
         self.blas_set: int | None = None  # what gsbnp last told BLAS (None: never touched)
         self.blas_initial: int | None = None  # BLAS threads before the first set_num_threads
         self.last_explicit: int | None = None  # explicit_threads() at the last refresh
@@ -194,12 +199,14 @@ def _blas_controller():
 
 def _set_blas_threads(n: int) -> None:
     if _policy.blas_set != n:
-        _blas_controller().limit(limits=n, user_api="blas")
+        for lib in _blas_controller().lib_controllers:  # the libraries' own setters: no context object
+            if lib.user_api == "blas":
+                lib.set_num_threads(n)
         _policy.blas_set = n
 
 
 def blas_threads_for(gemm_work: int, available: int) -> int:
-    """BLAS threads for GEMMs of ``gemm_work`` multiply-adds on ``available`` threads (>= 1)."""
+    """BLAS threads for a GEMM of ``gemm_work`` multiply-adds with ``available`` CPUs (>= 1)."""
     return max(1, min(available, gemm_work // BLAS_MIN_WORK))
 
 
@@ -209,24 +216,25 @@ def _refresh() -> None:
         explicit = explicit_threads()
         p.last_explicit = explicit
         p.pool = min(explicit, _MAX_THREADS) if explicit is not None else available_threads()
-        if _explicit is None and _env_threads(_BLAS_ENV) is None:
-            if _env_threads(("GSBNP_NUM_THREADS",)) is not None:
-                _set_blas_threads(p.pool)
-            elif p.gemm_work:  # nothing to decide before the first GEMM
-                _set_blas_threads(blas_threads_for(p.gemm_work, p.pool))
-                p.gemm_work = 0
+        p.cpus = min(cpu_count(), _MAX_THREADS)
+        if _explicit is None and _env_threads(_BLAS_ENV) is None and _env_threads(("GSBNP_NUM_THREADS",)):
+            _set_blas_threads(p.pool)
         p.next_refresh = time.monotonic() + REFRESH_S
 
 
 def tick(gemm_work: int = 0) -> None:
-    """Note a GEMM of ``gemm_work`` multiply-adds; re-evaluate the policy if REFRESH_S has passed.
+    """Before a GEMM of ``gemm_work`` multiply-adds: set BLAS's threads for it (automatic policy only),
+    and re-evaluate the pools' threads if REFRESH_S has passed.
 
-    Cheap (a comparison and a clock read): the layers call it once per forward.
+    Cheap (a comparison, a clock read, a library call only when the count changes): the layers call
+    it once per forward. The BLAS count depends on ``gemm_work`` and the CPU count alone (see the
+    module docstring: results must not depend on the load).
     """
     p = _policy
-    p.gemm_work = max(p.gemm_work, gemm_work)
     if time.monotonic() >= p.next_refresh:
         _refresh()
+    if gemm_work and p.last_explicit is None:
+        _set_blas_threads(blas_threads_for(gemm_work, p.cpus))
 
 
 def set_num_threads(n: int | None) -> None:

@@ -86,7 +86,6 @@ def auto_policy(monkeypatch):
     T.set_num_threads(None)
     T._policy.controller.limit(limits=before, user_api="blas")
     T._policy.blas_set = None
-    T._policy.gemm_work = 0
     T._policy.next_refresh = 0.0
 
 
@@ -122,15 +121,16 @@ def test_small_work_gets_one_thread(auto_policy):
     assert T.blas_threads_for(1 << 40, 4) == 4
 
 
-def test_blas_follows_the_policy_through_threadpoolctl(auto_policy):
+def test_blas_follows_the_work_not_the_load(auto_policy):
     T.tick(gemm_work=T.BLAS_MIN_WORK // 2)  # a small model's GEMM: BLAS runs one thread
-    assert _blas_threads() == 1
-    T._policy.next_refresh = 0.0
-    T.tick(gemm_work=1 << 40)  # big GEMMs on an idle 4-CPU machine; (the real BLAS may cap it lower)
+    assert T._policy.blas_set == 1 and _blas_threads() == 1
+    T.tick(gemm_work=1 << 40)  # a big GEMM on a 4-CPU machine (the real BLAS may cap it lower)
     assert T._policy.blas_set == 4
-    auto_policy["value"] = 3.0
+    auto_policy["value"] = 3.0  # a busy machine: the pools drop to one thread, BLAS does not (same bits)
     T._policy.next_refresh = 0.0
     T.tick(gemm_work=1 << 40)
+    assert T.default_threads() == 1 and T._policy.blas_set == 4
+    T.tick(gemm_work=T.BLAS_MIN_WORK // 2)
     assert T._policy.blas_set == 1 and _blas_threads() == 1
 
 

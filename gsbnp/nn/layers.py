@@ -136,6 +136,7 @@ class Linear(Module):
         """dout: (..., F) -> dx (..., D); fills grads of W, b (and act_alpha, act_bias)."""
         lcache, acache, wcache = self._cache
         q, kq = self.input_quantizer, self.kernel_quantizer
+        _threads_tick(dout.size * self.in_features)  # each of the two backward GEMMs: as in forward
         dx, dW, db = F.linear_backward(dout, lcache)
         self._grads["W"] = kq.backward(dW, wcache) if kq is not None else dW
         if db is not None:
