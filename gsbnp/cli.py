@@ -486,17 +486,30 @@ def _prepare_run(args):
     return data, train, cfg, how, pc, out
 
 
-def cmd_train(args) -> int:
-    from .train.pipeline import run_pipeline
-    data, train, cfg, how, pc, out = _prepare_run(args)
+def _announce(args, first: str, cfg, how, pc, data, out) -> "_Output":
+    """Print what a run is about to do (its first line, the model and recipe) and remember its folder
+    for the interruption message; returns the run's output channel."""
     say = _Output(args)
-    say(f"gsbnp train: {len(train.y_train)} train / {len(data.y_test)} test images, "
-        f"{data.image_size}x{data.image_size}x{data.channels}, {data.num_classes} classes -> {out}")
+    say(first)
     for line in _describe(cfg, how, pc, data):
         say(line)
     _CONTEXT["out"] = out
+    return say
+
+
+def _command(args) -> list[str]:
+    """The command line recorded in the run folder's manifest."""
+    return ["gsbnp", *sys.argv[1:]] if args.argv is None else args.argv
+
+
+def cmd_train(args) -> int:
+    from .train.pipeline import run_pipeline
+    data, train, cfg, how, pc, out = _prepare_run(args)
+    say = _announce(args, f"gsbnp train: {len(train.y_train)} train / {len(data.y_test)} test images, "
+                    f"{data.image_size}x{data.image_size}x{data.channels}, {data.num_classes} classes -> {out}",
+                    cfg, how, pc, data, out)
     res = run_pipeline(data, cfg, pc, out, resume=args.resume, force=args.force, progress=say.progress,
-                       log=say, epoch_log=say, command=["gsbnp", *sys.argv[1:]] if args.argv is None else args.argv)
+                       log=say, epoch_log=say, command=_command(args))
     print(json.dumps({k: res[k]["test_acc"] for k in ("teacher", "stage1", "stage2")}))
     if not args.quiet:
         print(f"results: {os.path.join(out, 'results.json')}  ({res['wall_time_s']:.0f} s)")
@@ -507,15 +520,10 @@ def cmd_reproduce(args) -> int:
     from .train.pipeline import run_reproduce
     data, train, cfg, how, pc, out = _prepare_run(args)
     seeds = list(range(args.seed, args.seed + args.seeds)) if isinstance(args.seeds, int) else args.seeds
-    say = _Output(args)
-    say(f"gsbnp reproduce: seeds {', '.join(map(str, seeds))}; {len(train.y_train)} train / {len(data.y_test)} "
-        f"test images -> {out}")
-    for line in _describe(cfg, how, pc, data):
-        say(line)
-    _CONTEXT["out"] = out
+    say = _announce(args, f"gsbnp reproduce: seeds {', '.join(map(str, seeds))}; {len(train.y_train)} train / "
+                    f"{len(data.y_test)} test images -> {out}", cfg, how, pc, data, out)
     _, table = run_reproduce(data, cfg, pc, out, seeds=seeds, resume=args.resume, force=args.force,
-                             progress=say.progress, log=say, epoch_log=say,
-                             command=["gsbnp", *sys.argv[1:]] if args.argv is None else args.argv)
+                             progress=say.progress, log=say, epoch_log=say, command=_command(args))
     print(table)
     return 0
 

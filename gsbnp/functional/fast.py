@@ -34,15 +34,15 @@ _LUT_STEPS = 1024  # table points per unit of x
 _LUT_RANGE = 8.0  # tables cover [-8, 8]
 _CHUNK = 1 << 17  # elements per thread at least: a smaller call runs on the calling thread
 _BLOCK = 1 << 15  # elements per pass of the ~12 NumPy calls: their scratch (1.1 MiB) stays in cache
-_lut: tuple[np.ndarray, ...] | None = None
+_lut: np.ndarray | None = None
 
 
-def _tables() -> tuple[np.ndarray, ...]:
-    """Phi and g at the grid points and the differences to the next point, float32 (built once).
+def _tables() -> np.ndarray:
+    """Phi and g at the grid points and their differences to the next point, float32 (built once).
 
-    Returns ``(cdf, dcdf, der, dder, packed)``: the four (2 * 8 * 1024 + 1,) tables and the same
-    four interleaved per grid point, viewed as one complex128 per point, so that one ``np.take``
-    gathers all four values of an element (16 bytes) instead of four takes of 4 bytes.
+    The four (2 * 8 * 1024 + 1,) tables are interleaved per grid point and viewed as one complex128
+    per point, so that one ``np.take`` gathers all four values of an element (16 bytes) instead of
+    four takes of 4 bytes. Columns: Phi, its difference, g, its difference.
     """
     global _lut
     if _lut is None:
@@ -50,9 +50,8 @@ def _tables() -> tuple[np.ndarray, ...]:
         cdf = ndtr(grid)
         der = cdf + grid * np.exp(-0.5 * grid * grid) * _INV_SQRT_2PI
         cdf[0] = der[0] = 0.0  # Phi(-8) = 6e-16: exactly 0 so that x -> -inf gives 0, not x * 6e-16
-        four = tuple(a.astype(np.float32) for t in (cdf, der) for a in (t, np.diff(t, append=t[-1])))
-        packed = np.ascontiguousarray(np.stack(four, axis=1)).view(np.complex128).reshape(-1)
-        _lut = (*four, packed)
+        four = [a.astype(np.float32) for t in (cdf, der) for a in (t, np.diff(t, append=t[-1]))]
+        _lut = np.ascontiguousarray(np.stack(four, axis=1)).view(np.complex128).reshape(-1)
     return _lut
 
 
@@ -70,7 +69,7 @@ def _buffers():
 
 def _gelu_fast32(x: np.ndarray, with_grad: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """GELU(x) and (unless ``with_grad`` is False) its derivative for float32 x by table lookup."""
-    packed = _tables()[4]
+    packed = _tables()
     xf = np.ascontiguousarray(x).reshape(-1)
     y = np.empty_like(xf)
     g = np.empty_like(xf) if with_grad else None
