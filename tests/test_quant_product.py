@@ -108,3 +108,9 @@ def test_eq35_hook_gets_the_component_stacks():
     seen.clear()
     attention_product_forward(q, k, v, params, mode="gsb", abin="mask", av_product=av)
     assert seen == {}
+
+
+def test_unknown_mode_is_refused_with_its_name():
+    q = np.zeros((1, 1, 3, 2))
+    with pytest.raises(ValueError, match="mode"):
+        attention_product_forward(q, q, q, {}, mode="fp")

@@ -40,11 +40,12 @@ import numpy as np
 
 from .. import functional as F
 from .._ste import frozen
+from .._validate import check_choice
 from .activations import act_sign_backward, act_sign_forward, baseline_act_sign_backward, baseline_act_sign_forward
 from .attention import (baseline_attention_backward, baseline_attention_forward, gsb_attention_backward,
                         gsb_attention_forward)
 from .init import act_sign_init, gsb_attention_init, gsb_value_init
-from .options import SCALE_FLOOR, value_threshold_scope
+from .options import ATTN_MODES, SCALE_FLOOR, value_threshold_scope
 from .value import gsb_value_backward, gsb_value_forward
 
 __all__ = ["attention_product_forward", "attention_product_backward"]
@@ -79,6 +80,7 @@ def attention_product_forward(qh, kh, vh, params: dict, *, mode: str, gsb_att: b
         new_scales: ``{name: array}`` of the initial scales (empty unless ``initialize``).
         cache: for :func:`attention_product_backward`.
     """
+    check_choice(mode, [m for m in ATTN_MODES if m is not None], "mode")
     p, c, new = params, {}, {}
     gsb = mode == "gsb"
     initialize = bool(initialize) and gsb
