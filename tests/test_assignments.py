@@ -23,6 +23,8 @@ from gsbnp.assignments import builder as B
 from gsbnp.assignments import checks as C
 from gsbnp.assignments import regions as R
 
+from venv_helpers import build_requires, missing_requirements, venv_seeing_this_environment
+
 ISSUE_TASKS = {"LayerNorm backward", "attention backward", "sign STE", "type-A quantizer",
                "GSB attention backward", "GSB value backward", "popcount matmul", "distillation loss"}
 ROOT = A.PACKAGE_DIR.parent
@@ -256,6 +258,7 @@ def test_student_notebooks(student):
 # grading
 
 
+@pytest.mark.slow
 def test_untouched_copy_scores_zero_with_each_task_name(untouched_report):
     assert list(untouched_report) == [t.id for t in A.TASKS]
     for t in A.TASKS:
@@ -264,6 +267,7 @@ def test_untouched_copy_scores_zero_with_each_task_name(untouched_report):
         assert r["feedback"] and all(f"NotImplementedError: {t.name}" in f for f in r["feedback"]), r
 
 
+@pytest.mark.slow
 def test_pasted_solutions_score_full_and_pass_the_public_tests(solved):
     copy = solved
     report = A.grade(copy)
@@ -368,6 +372,7 @@ def test_gradescope_results_json_has_the_required_fields(untouched_report, tmp_p
     assert sum(t["max_score"] for t in res["tests"]) == sum(t.points for t in A.TASKS)
 
 
+@pytest.mark.slow
 def test_broken_regions_score_zero_for_that_task_only(student, tmp_path):
     """A region that does not parse, one that imports os, one that hangs: 0 for each, full for the rest."""
     copy = tmp_path / "broken"
@@ -427,6 +432,7 @@ def _execute(path: Path, allow_errors: bool = False):
     return nb, out
 
 
+@pytest.mark.slow
 def test_notebooks_run_on_the_solved_copy_and_stop_on_a_stub(solved, student):
     """Every notebook's code cells, run in order as one script from notebooks/ (no kernel: a Jupyter
     kernel per notebook costs more than the cells), print the expected checks; the public-test cells
@@ -456,17 +462,16 @@ def test_notebooks_run_on_the_solved_copy_and_stop_on_a_stub(solved, student):
 # the student's own environment: pip install -e hw/ && pytest
 
 
+@pytest.mark.slow
 def test_fresh_venv_installs_the_student_copy_and_runs_its_public_tests(student, tmp_path):
-    """``pip install -e hw/ && pytest`` in a new virtual environment. Offline and fast:
-    ``--system-site-packages`` reuses the installed numpy/scipy/pytest/setuptools instead of downloading
-    them, ``--no-build-isolation --no-deps`` stops pip from fetching a build backend or dependencies."""
+    """``pip install -e hw/ && pytest`` in a new virtual environment, offline: the new environment sees
+    only the packages of the environment running this test (never what the base interpreter happens to
+    hold), and ``--no-build-isolation --no-deps --no-index`` keeps pip from fetching anything, so every
+    build requirement the copy declares must be installed here by the test extra."""
     d, _ = student
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-                   check=True, timeout=120)
-    py = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_REQUIRE_VIRTUALENV")}
-    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", COLUMNS="400")  # COLUMNS: untruncated summary lines
+    py, env = venv_seeing_this_environment(tmp_path / "venv")
+    missing = missing_requirements(build_requires(d / "pyproject.toml"))
+    assert not missing, f"the test environment lacks the copy's build requirements {missing} (the test extra)"
     pip = subprocess.run([str(py), "-m", "pip", "install", "--no-build-isolation", "--no-deps", "--no-index",
                           "-q", "-e", str(d)], env=env, capture_output=True, text=True, check=False, timeout=240)
     assert pip.returncode == 0, pip.stderr[-2000:]

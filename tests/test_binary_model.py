@@ -37,6 +37,7 @@ def _perturb_quant_params(model, rng):
     dict(method="gsb", gsb_att=False, abin="mask"),
     dict(method="gsb", type_a="sign", phi="zero", threshold_scope="batch", v_grad="unmasked"),
 ])
+@pytest.mark.slow
 def test_binary_deit_frozen_residual_gradient_check(kw):
     cfg = small_cfg(**kw)
     m = DeiT(cfg, rng=np.random.default_rng(0), dtype=np.float64).set_precision("binary")

@@ -320,6 +320,7 @@ def _model_arrays(path):
         return {k: z[k] for k in z.files if k.startswith("model/")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_in", ["teacher", "stage1"])
 def test_kill_9_of_gsbnp_train_then_resume_is_bit_identical(tmp_path, kill_in):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OPENBLAS_NUM_THREADS": "1", "GSBNP_NUM_THREADS": "1"}

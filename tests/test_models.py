@@ -48,6 +48,7 @@ def test_presets():
     assert DeiTConfig.preset("tiny", depth=2).depth == 2
 
 
+@pytest.mark.slow
 def test_deit_small_forward_backward_224():
     cfg = DeiTConfig.preset("deit_small")
     assert cfg.num_tokens == 198

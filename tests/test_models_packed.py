@@ -118,6 +118,7 @@ def test_ops_command_reproduces_table_ix(capsys):
         assert number in text
 
 
+@pytest.mark.slow
 def test_trained_tiny_preset_and_its_packed_export_agree(tmp_path):
     """The ``tiny`` preset itself (32x32x3, D 192, depth 6, 3 heads), trained a little in stage 2:
     identical test predictions and logits within 1e-5 relative, Eq. 35 dense or bitwise."""

@@ -179,6 +179,7 @@ def test_readme_table_is_the_index():
         "README table differs from the index: paste python data_scripts/build_pretrained.py --table"
 
 
+@pytest.mark.slow
 def test_build_script_writes_loadable_models(tmp_path, monkeypatch):
     """data_scripts/build_pretrained.py end to end with one epoch per stage, into a temporary folder."""
     import importlib.util

@@ -153,6 +153,7 @@ def test_each_notebook_is_generated_from_its_py_source():
             "(docs/conventions.md#how-gsbnp-reads-the-paper is the project's)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_tutorial_runs_top_to_bottom(path, kernel_env, timings):
     before = _files(TUTORIALS)
@@ -192,11 +193,13 @@ im = b.imshow(np.eye(3)); fig.colorbar(im, ax=b); b.set(title="an image", xlabel
 plt.show()"""
 
 
+@pytest.mark.slow
 def test_figure_checker_passes_a_readable_figure(tmp_path, kernel_env):
     nb = _execute(_tiny_notebook(tmp_path, GOOD_PLOT), check_figures=True)
     assert _text(nb.cells[-1]).strip() == "figures checked: 1"
 
 
+@pytest.mark.slow
 def test_figure_checker_fails_a_notebook_with_an_unlabelled_axis(tmp_path, kernel_env):
     from nbclient.exceptions import CellExecutionError
     bad = GOOD_PLOT.replace(', ylabel="y"', "")
